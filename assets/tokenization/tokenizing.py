@@ -23,7 +23,7 @@ class TokenizationConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     max_seq_len: int = Field(
-        512,
+        1024,
         ge=16,
         description="Longest example in tokens. Plain text longer than this is cut into windows; "
         "chat records are truncated (counted). Memory and time grow with it (attention is quadratic).",
@@ -33,6 +33,13 @@ class TokenizationConfig(BaseModel):
         gt=0.0,
         lt=1.0,
         description="Share of records held out for evaluation, assigned by content hash.",
+    )
+    max_truncated_share: float = Field(
+        0.05,
+        ge=0.0,
+        le=1.0,
+        description="Share of chat examples that may be cut at max_seq_len before the "
+        "truncation check warns; a high share means max_seq_len is too small for the domain.",
     )
     split_salt: str = Field(
         "loraline-split-v1",

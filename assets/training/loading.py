@@ -66,3 +66,13 @@ def load_full_precision_base(base_dir: Path, dtype: Any, device: str) -> Any:
     from transformers import AutoModelForCausalLM
 
     return AutoModelForCausalLM.from_pretrained(base_dir, dtype=dtype, device_map={"": device})
+
+
+def load_tokenizer(model_dir: Path) -> Any:
+    """The model's tokenizer, with a pad token (many base models ship none; EOS stands in)."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer

@@ -16,7 +16,7 @@ from typing import Any
 
 from assets.training.collate import pad_batch
 from assets.training.config import QLoraConfig
-from assets.training.loading import load_quantized_base, pick_compute_dtype
+from assets.training.loading import load_quantized_base, load_tokenizer, pick_compute_dtype
 
 
 @dataclass(frozen=True)
@@ -54,14 +54,14 @@ def train_qlora(
     """Train LoRA adapters on the 4-bit base and save them (PEFT format) with the tokenizer."""
     import torch
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
-    from transformers import AutoTokenizer, PrinterCallback, Trainer, TrainingArguments
+    from transformers import PrinterCallback, Trainer, TrainingArguments
     from transformers.trainer_utils import get_last_checkpoint
 
     from assets.training.progress import ProgressLog
 
     # setup
     dtype = pick_compute_dtype(config.compute_dtype, device)
-    tokenizer = AutoTokenizer.from_pretrained(base_dir)
+    tokenizer = load_tokenizer(base_dir)
     model = load_quantized_base(base_dir, dtype, device, config.double_quant)
     model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=config.gradient_checkpointing)
     lora = LoraConfig(

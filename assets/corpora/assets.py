@@ -1,0 +1,60 @@
+"""`raw_corpus`: a domain's landed files as one table with provenance, bad rows quarantined."""
+
+import dagster as dg
+import polars as pl
+
+from assets.common.atomic import atomic_directory
+from assets.common.hashing import files_fingerprint
+from assets.corpora.readers import list_domain_files, read_domain
+from assets.partitions import domain_partitions
+from resources.landing import LandingZone
+from resources.storage import ArtifactStore
+
+
+@dg.asset(partitions_def=domain_partitions, group_name="corpora", kinds={"polars", "parquet"}, code_version="1")
+def raw_corpus(context: dg.AssetExecutionContext, landing: LandingZone, artifacts: ArtifactStore) -> dg.MaterializeResult:
+    """Every file under `<landing>/<domain>/` read into one table (source file, line, kind, turns).
+    Rows that cannot be used go to `quarantine.parquet` with their reason; rows_in = kept + quarantined.
+    The data version is a hash of the landed files, so new data marks the domain's chain stale."""
+    domain = context.partition_key
+    folder = landing.domain_dir(domain)
+    try:
+        result = read_domain(folder)
+    except (FileNotFoundError, ValueError) as error:
+        raise dg.Failure(f"domain {domain!r}: {error}") from error
+    location = artifacts.new_location(context, "raw_corpus")
+    with atomic_directory(location) as staging:
+        result.rows.write_parquet(staging / "rows.parquet")
+        result.quarantine.write_parquet(staging / "quarantine.parquet")
+    metadata = {
+        "path": dg.MetadataValue.path(str(location)),
+        "landing_folder": dg.MetadataValue.path(str(folder)),
+        "files": len(result.files),
+        "rows_in": result.rows_in,
+        "rows_kept": result.rows.height,
+        "rows_quarantined": result.quarantine.height,
+        "kinds": dg.MetadataValue.json(dict(result.rows["kind"].value_counts().iter_rows())),
+        "quarantine_preview": dg.MetadataValue.md(_quarantine_table(result.quarantine)),
+    }
+    if result.rows.is_empty():
+        raise dg.Failure(
+            f"domain {domain!r}: nothing usable in {folder}: all {result.rows_in} rows were quarantined "
+            f"(reasons in {location / 'quarantine.parquet'})",
+            metadata=metadata,
+        )
+    if result.quarantine.height:
+        context.log.warning(f"domain {domain!r}: {result.quarantine.height} of {result.rows_in} rows quarantined")
+    fingerprint = files_fingerprint({p.relative_to(folder).as_posix(): p for p in list_domain_files(folder)})
+    return dg.MaterializeResult(metadata=metadata, data_version=dg.DataVersion(fingerprint))
+
+
+def _quarantine_table(quarantine: pl.DataFrame, limit: int = 20) -> str:
+    if quarantine.is_empty():
+        return "No row quarantined."
+    lines = ["| file | line | reason |", "|---|---|---|"]
+    for row in quarantine.head(limit).iter_rows(named=True):
+        reason = row["reason"].replace("|", "\\|")
+        lines.append(f"| {row['source_file']} | {row['line']} | {reason} |")
+    if quarantine.height > limit:
+        lines.append(f"\n… and {quarantine.height - limit} more in quarantine.parquet")
+    return "\n".join(lines)

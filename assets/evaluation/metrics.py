@@ -1,0 +1,126 @@
+"""Evaluation of an adapter against its base on the domain's held-out split.
+
+Both numbers come from the same model object on the same eval tokens: the base is the 4-bit model
+with the adapter switched off, the adapter is the same model with it on. Loss is the mean
+cross-entropy per supervised token (nats), so chat prompts do not dilute it.
+"""
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from assets.tokenization.formatting import IGNORE_INDEX
+from assets.training.collate import pad_batch
+from assets.training.loading import load_quantized_base, load_tokenizer, pick_compute_dtype
+
+
+class EvaluationConfig(BaseModel):
+    """How an adapter is judged before it may be merged."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    min_improvement: float = Field(
+        0.0,
+        ge=0.0,
+        description="The adapter's eval loss must be lower than the base's by more than this many "
+        "nats per token for adapter_beats_base to pass (0: any improvement).",
+    )
+    batch_size: int = Field(8, ge=1, description="Eval examples per forward pass.")
+    generations: int = Field(3, ge=0, le=20, description="Eval prompts shown with base and adapter completions side by side.")
+    max_new_tokens: int = Field(64, ge=1, le=1024, description="Greedy tokens generated per sample completion.")
+    compute_dtype: str = Field("auto", description="Same meaning as in training; 'auto' matches what training picked.")
+
+
+@dataclass(frozen=True)
+class EvaluationReport:
+    eval_loss_base: float
+    eval_loss_adapter: float
+    eval_tokens: int  # supervised tokens scored
+    generations: list[dict[str, str]] = field(default_factory=list)
+
+    @property
+    def perplexity_base(self) -> float:
+        return math.exp(self.eval_loss_base)
+
+    @property
+    def perplexity_adapter(self) -> float:
+        return math.exp(self.eval_loss_adapter)
+
+
+def supervised_loss(model: Any, dataset: Any, pad_token_id: int, batch_size: int, device: str) -> tuple[float, int]:
+    """Mean next-token cross-entropy over supervised positions, and how many positions were scored."""
+    import torch
+    import torch.nn.functional as F
+
+    total, count = 0.0, 0
+    rows = dataset.select_columns(["input_ids", "labels"])
+    model.eval()
+    with torch.no_grad():
+        for start in range(0, len(rows), batch_size):
+            batch = pad_batch(list(rows.select(range(start, min(start + batch_size, len(rows))))), pad_token_id)
+            batch = {k: v.to(device) for k, v in batch.items()}
+            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+            # position t predicts token t+1: logits (B, T-1, V) against labels (B, T-1)
+            shifted = logits[:, :-1].float().reshape(-1, logits.shape[-1])
+            targets = batch["labels"][:, 1:].reshape(-1)
+            total += F.cross_entropy(shifted, targets, ignore_index=IGNORE_INDEX, reduction="sum").item()
+            count += int((targets != IGNORE_INDEX).sum())
+    if count == 0:
+        raise ValueError("the eval split has no supervised token to score")
+    return total / count, count
+
+
+def evaluate_adapter(base_dir: Path, adapter_dir: Path, eval_dataset: Any, config: EvaluationConfig, device: str) -> EvaluationReport:
+    from peft import PeftModel
+
+    tokenizer = load_tokenizer(adapter_dir)
+    base = load_quantized_base(base_dir, pick_compute_dtype(config.compute_dtype, device), device)
+    model = PeftModel.from_pretrained(base, adapter_dir)
+    pad = tokenizer.pad_token_id
+    with model.disable_adapter():
+        loss_base, tokens = supervised_loss(model, eval_dataset, pad, config.batch_size, device)
+    loss_adapter, _ = supervised_loss(model, eval_dataset, pad, config.batch_size, device)
+    samples = side_by_side(model, tokenizer, eval_dataset, config, device)
+    return EvaluationReport(loss_base, loss_adapter, tokens, samples)
+
+
+def side_by_side(model: Any, tokenizer: Any, eval_dataset: Any, config: EvaluationConfig, device: str) -> list[dict[str, str]]:
+    """Greedy completions of the first eval prompts, base (adapter off) next to adapter."""
+    import torch
+
+    samples = []
+    for example in eval_dataset.select(range(min(config.generations, len(eval_dataset)))):
+        ids, labels = example["input_ids"], example["labels"]
+        first_answer = next((i for i, label in enumerate(labels) if label != IGNORE_INDEX), 0)
+        # Chat: the prompt is everything before the first answer token. Text: a short lead.
+        cut = first_answer if labels[0] == IGNORE_INDEX else min(16, len(ids) - 1)
+        prompt = torch.tensor([ids[:cut]], device=device)
+        generate = dict(max_new_tokens=config.max_new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id)
+        with torch.no_grad():
+            with model.disable_adapter():
+                base_out = model.generate(input_ids=prompt, **generate)[0, cut:]
+            adapter_out = model.generate(input_ids=prompt, **generate)[0, cut:]
+        samples.append(
+            {
+                "prompt": tokenizer.decode(ids[:cut], skip_special_tokens=False),
+                "reference": tokenizer.decode(ids[cut:], skip_special_tokens=True),
+                "base": tokenizer.decode(base_out, skip_special_tokens=True),
+                "adapter": tokenizer.decode(adapter_out, skip_special_tokens=True),
+            }
+        )
+    return samples
+
+
+def generations_markdown(samples: list[dict[str, str]], width: int = 160) -> str:
+    """A markdown table of prompt / reference / base / adapter, cells flattened and shortened."""
+
+    def cell(text: str) -> str:
+        flat = " ".join(text.split()).replace("|", "\\|")
+        return flat if len(flat) <= width else flat[: width - 1] + "…"
+
+    lines = ["| prompt | reference | base | adapter |", "|---|---|---|---|"]
+    lines += [f"| {cell(s['prompt'])} | {cell(s['reference'])} | {cell(s['base'])} | {cell(s['adapter'])} |" for s in samples]
+    return "\n".join(lines)

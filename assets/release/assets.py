@@ -1,0 +1,83 @@
+"""`merged_model`: the adapter merged into the full-precision base, with a model card of its lineage."""
+
+import json
+import time
+
+import dagster as dg
+
+from assets.common.atomic import atomic_directory
+from assets.common.versions import library_versions
+from assets.partitions import domain_partitions
+from assets.release.merging import MergeConfig, merge_adapter
+from assets.release.model_card import render_model_card
+from resources.compute import ComputeSettings
+from resources.lineage import latest_materialization, upstream_data_version, upstream_path
+from resources.storage import ArtifactStore
+
+
+class MergeRunConfig(dg.Config, MergeConfig):
+    """Merge settings, editable in the launchpad."""
+
+
+@dg.asset(
+    partitions_def=domain_partitions,
+    deps=["adapter_evaluation", "qlora_adapter", "training_dataset", "base_model", "raw_corpus"],
+    group_name="release",
+    kinds={"transformers", "safetensors"},
+    code_version="1",
+    pool="accelerator",
+    check_specs=[dg.AssetCheckSpec("merge_matches_adapter", asset="merged_model",
+                                   description="Merged-model logits equal adapter-on-base logits within parity_tolerance.")],
+)
+def merged_model(context: dg.AssetExecutionContext, config: MergeRunConfig, artifacts: ArtifactStore, compute: ComputeSettings) -> dg.MaterializeResult:
+    """A standard Hugging Face model directory (safetensors, tokenizer, README model card with the
+    lineage from landed files to these weights), merged into the de-quantised base, never into 4-bit."""
+    from datasets import load_from_disk
+
+    domain = context.partition_key
+    base = latest_materialization(context, "base_model", None)
+    evaluation = latest_materialization(context, "adapter_evaluation", domain)
+    adapter = latest_materialization(context, "qlora_adapter", domain)
+    eval_split = load_from_disk(str(upstream_path(context, "training_dataset") / "eval"))
+    location = artifacts.new_location(context, "merged_model")
+    with atomic_directory(location) as staging:
+        report = merge_adapter(
+            upstream_path(context, "base_model", partitioned=False), upstream_path(context, "qlora_adapter"),
+            staging, eval_split, config, compute.resolved_device(),
+        )
+        lineage = {
+            "domain": domain,
+            "base_model": {key: base.metadata[key].value for key in ("spec", "revision", "fingerprint")},
+            "data_versions": {
+                "raw_corpus": upstream_data_version(context, "raw_corpus"),
+                "training_dataset": upstream_data_version(context, "training_dataset"),
+            },
+            "adapter_path": adapter.metadata["path"].value,
+            "training": adapter.metadata["config"].value,
+            "evaluation": {key: evaluation.metadata[key].value for key in ("eval_loss_base", "eval_loss_adapter", "perplexity_base", "perplexity_adapter")},
+            "merge": {"dtype": config.dtype, "max_abs_logit_diff": report.max_abs_logit_diff, "eval_loss_merged": report.eval_loss_merged},
+            "dagster_run_id": context.run_id,
+            "library_versions": library_versions(),
+            "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+        (staging / "lineage.json").write_text(json.dumps(lineage, indent=2, sort_keys=True, default=str))
+        (staging / "README.md").write_text(render_model_card(lineage))
+    parity_ok = report.max_abs_logit_diff <= config.parity_tolerance
+    return dg.MaterializeResult(
+        metadata={
+            "path": dg.MetadataValue.path(str(location)),
+            "max_abs_logit_diff": report.max_abs_logit_diff,
+            "eval_loss_merged": report.eval_loss_merged,
+            "parameters": report.parameters,
+            "dtype": config.dtype,
+            "model_card": dg.MetadataValue.path(str(location / "README.md")),
+        },
+        check_results=[
+            dg.AssetCheckResult(
+                check_name="merge_matches_adapter",
+                passed=parity_ok,
+                severity=dg.AssetCheckSeverity.ERROR,
+                description=f"max |logit diff| {report.max_abs_logit_diff:.2e} (tolerance {config.parity_tolerance:.0e})",
+            )
+        ],
+    )

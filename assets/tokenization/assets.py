@@ -1,0 +1,68 @@
+"""`training_dataset`: chat-templated, tokenized, split train/eval, saved as Arrow."""
+
+import dagster as dg
+import polars as pl
+
+from assets.common.atomic import atomic_directory
+from assets.partitions import domain_partitions
+from assets.tokenization.tokenizing import TokenizationConfig, tokenize_corpus
+from assets.training.loading import load_tokenizer
+from resources.lineage import upstream_path
+from resources.storage import ArtifactStore
+
+
+class TokenizationRunConfig(dg.Config, TokenizationConfig):
+    """Tokenization settings, editable in the launchpad."""
+
+
+@dg.asset(
+    partitions_def=domain_partitions,
+    deps=["clean_corpus", "base_model"],
+    group_name="tokenization",
+    kinds={"transformers", "datasets"},
+    code_version="1",
+    check_specs=[
+        dg.AssetCheckSpec("every_example_supervised", asset="training_dataset", blocking=True,
+                          description="No example is left without a supervised (assistant/text) token."),
+        dg.AssetCheckSpec("truncation_below_limit", asset="training_dataset",
+                          description="The share of truncated chat examples stays below max_truncated_share."),
+    ],
+)
+def training_dataset(context: dg.AssetExecutionContext, config: TokenizationRunConfig, artifacts: ArtifactStore) -> dg.MaterializeResult:
+    """Records rendered with the base tokenizer's chat template (loss on assistant turns and plain
+    text only, every example ending in EOS), split train/eval by content hash, saved with `datasets`."""
+    domain = context.partition_key
+    clean = pl.read_parquet(upstream_path(context, "clean_corpus") / "rows.parquet")
+    tokenizer = load_tokenizer(upstream_path(context, "base_model", partitioned=False))
+    try:
+        tokenized = tokenize_corpus(clean, tokenizer, config)
+    except ValueError as error:
+        raise dg.Failure(f"domain {domain!r}: {error}") from error
+    location = artifacts.new_location(context, "training_dataset")
+    with atomic_directory(location) as staging:
+        tokenized.train.save_to_disk(str(staging / "train"))
+        tokenized.eval.save_to_disk(str(staging / "eval"))
+    stats = tokenized.stats
+    examples = stats["train_examples"] + stats["eval_examples"] + stats["unsupervised_examples"]
+    truncated_share = stats["truncated_examples"] / max(examples, 1)
+    checks = [
+        dg.AssetCheckResult(
+            check_name="every_example_supervised",
+            passed=stats["unsupervised_examples"] == 0,
+            severity=dg.AssetCheckSeverity.ERROR,
+            description=f"{stats['unsupervised_examples']} examples have no supervised token "
+            "(prompt longer than max_seq_len?); they were left out",
+        ),
+        dg.AssetCheckResult(
+            check_name="truncation_below_limit",
+            passed=truncated_share <= config.max_truncated_share,
+            severity=dg.AssetCheckSeverity.WARN,
+            description=f"{stats['truncated_examples']} of {examples} examples truncated "
+            f"({truncated_share:.1%}, limit {config.max_truncated_share:.0%})",
+        ),
+    ]
+    return dg.MaterializeResult(
+        metadata={"path": dg.MetadataValue.path(str(location)), **stats,
+                  "truncated_share": truncated_share, "config": dg.MetadataValue.json(config.model_dump())},
+        check_results=checks,
+    )

@@ -1,0 +1,19 @@
+"""The Dagster entry point: `dagster dev` loads `defs` from here (see workspace.yaml)."""
+
+import dagster as dg
+
+from assets.corpora.assets import raw_corpus
+from assets.evaluation.assets import adapter_evaluation
+from assets.foundation.assets import base_model
+from assets.quality.assets import clean_corpus
+from assets.release.assets import merged_model
+from assets.tokenization.assets import training_dataset
+from assets.training.assets import qlora_adapter
+from pipelines.environment import resources_for
+from pipelines.jobs import domain_finetune_job
+
+defs = dg.Definitions(
+    assets=[base_model, raw_corpus, clean_corpus, training_dataset, qlora_adapter, adapter_evaluation, merged_model],
+    jobs=[domain_finetune_job],
+    resources=resources_for(),
+)

@@ -1,0 +1,26 @@
+"""Resources per environment, chosen in one place.
+
+Locations come from LORALINE_* environment variables, read when a resource is used (never at
+import time), with defaults under the working directory: see each resource's field description.
+"""
+
+import os
+
+from resources.base_model_source import BaseModelSource
+from resources.compute import ComputeSettings
+from resources.landing import LandingZone
+from resources.storage import ArtifactStore
+
+ENVIRONMENTS = ("local",)
+
+
+def resources_for(environment: str | None = None) -> dict:
+    environment = environment or os.environ.get("LORALINE_ENV", "local")
+    if environment not in ENVIRONMENTS:
+        raise ValueError(f"unknown LORALINE_ENV {environment!r}; known: {', '.join(ENVIRONMENTS)}")
+    return {
+        "landing": LandingZone(),
+        "artifacts": ArtifactStore(),
+        "base_model_source": BaseModelSource(),
+        "compute": ComputeSettings(),
+    }

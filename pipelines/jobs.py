@@ -1,0 +1,15 @@
+"""Jobs: the per-domain fine-tuning chain."""
+
+import dagster as dg
+
+from assets.partitions import domain_partitions
+
+PER_DOMAIN_ASSETS = ("raw_corpus", "clean_corpus", "training_dataset", "qlora_adapter", "adapter_evaluation", "merged_model")
+
+domain_finetune_job = dg.define_asset_job(
+    name="domain_finetune_job",
+    selection=dg.AssetSelection.assets(*PER_DOMAIN_ASSETS),
+    partitions_def=domain_partitions,
+    description="Landing folder to merged model for one domain: ingest, clean, validate, tokenize, "
+    "train a QLoRA adapter, evaluate it against the base, merge it. Needs base_model materialized.",
+)

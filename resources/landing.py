@@ -1,0 +1,43 @@
+"""The landing zone: one folder per domain, where raw corpora arrive."""
+
+import os
+from pathlib import Path
+
+import dagster as dg
+from pydantic import Field
+
+from assets.common.domains import InvalidDomainKey, validate_domain_key
+
+DEFAULT_LANDING_DIR = "data/landing"
+
+
+class LandingZone(dg.ConfigurableResource):
+    """`<root>/<domain>/` holds a domain's files (jsonl, json, parquet, csv, txt)."""
+
+    root: str = Field(
+        "",
+        description="Landing root. Empty: $LORALINE_LANDING_DIR, else data/landing "
+        "(relative paths resolve against the working directory).",
+    )
+
+    def root_path(self) -> Path:
+        return Path(self.root or os.environ.get("LORALINE_LANDING_DIR") or DEFAULT_LANDING_DIR).resolve()
+
+    def domain_dir(self, domain: str) -> Path:
+        """The domain's folder; the key is validated before any path is built from it."""
+        return self.root_path() / validate_domain_key(domain)
+
+    def domain_folders(self) -> tuple[list[str], list[str]]:
+        """(valid domain keys, folder names that are not valid keys), both sorted."""
+        root = self.root_path()
+        if not root.is_dir():
+            return [], []
+        valid, invalid = [], []
+        for child in sorted(root.iterdir()):
+            if not child.is_dir() or child.name.startswith("."):
+                continue
+            try:
+                valid.append(validate_domain_key(child.name))
+            except InvalidDomainKey:
+                invalid.append(child.name)
+        return valid, invalid
