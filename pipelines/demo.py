@@ -7,6 +7,7 @@ instance (so `dagster dev` shows the runs afterwards), and prints a summary tabl
 
 import argparse
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -26,7 +27,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     os.environ.setdefault("DAGSTER_HOME", str(Path(".dagster_home").resolve()))
-    Path(os.environ["DAGSTER_HOME"]).mkdir(parents=True, exist_ok=True)
+    # Per-file download/save bars from transformers and datasets drown the training progress lines.
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+    home = Path(os.environ["DAGSTER_HOME"])
+    home.mkdir(parents=True, exist_ok=True)
+    if not (home / "dagster.yaml").exists():
+        shutil.copyfile(Path(__file__).resolve().parents[1] / "dagster.yaml", home / "dagster.yaml")
     instance = dg.DagsterInstance.get()
     landing = LandingZone()
     if not args.no_seed:

@@ -9,6 +9,7 @@ never sees a Dagster context.
 import math
 import resource
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,7 +64,10 @@ def train_qlora(
     dtype = pick_compute_dtype(config.compute_dtype, device)
     tokenizer = load_tokenizer(base_dir)
     model = load_quantized_base(base_dir, dtype, device, config.double_quant)
-    model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=config.gradient_checkpointing)
+    with warnings.catch_warnings():
+        # peft 0.21 calls a transformers 5 method that warns of its own rename; nothing to act on.
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=config.gradient_checkpointing)
     lora = LoraConfig(
         r=config.lora_rank,
         lora_alpha=config.lora_alpha,
