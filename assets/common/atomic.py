@@ -21,7 +21,11 @@ def atomic_directory(final: Path) -> Iterator[Path]:
     staging.mkdir()
     try:
         yield staging
+        # Checked again at the end: rename(2) would silently replace an empty folder that another
+        # writer published meanwhile. Version folders carry the run id, so this is a last guard.
+        if final.exists():
+            raise FileExistsError(f"artifact folder {final} appeared while writing; refusing to overwrite it")
+        staging.rename(final)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    staging.rename(final)

@@ -6,6 +6,7 @@ changes, every adapter trained on the old base becomes stale.
 """
 
 import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -73,8 +74,8 @@ def resolve_base_model(spec: BaseModelSpec, builtin_root: Path) -> ResolvedBaseM
 def _build_builtin(spec: BaseModelSpec, root: Path) -> ResolvedBaseModel:
     from assets.foundation.tiny_llama import save_tiny_llama
 
-    staging = root / f".build-{spec.name}"
-    shutil.rmtree(staging, ignore_errors=True)
+    root.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".build-{spec.name}-", dir=root))  # unique: builds may overlap
     save_tiny_llama(staging)
     fingerprint = directory_fingerprint(staging)
     final = root / f"{spec.name}-{fingerprint[:16]}"

@@ -49,7 +49,7 @@ class CleaningConfig(BaseModel):
         "the data checks instead of producing a meaningless adapter.",
     )
     deduplicate: bool = Field(
-        True, description="Drop exact duplicates (same kind, roles and cleaned contents)."
+        True, description="Drop exact duplicates (same roles and cleaned contents)."
     )
 
     @model_validator(mode="after")

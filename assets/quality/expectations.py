@@ -41,7 +41,8 @@ def run_corpus_checks(
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
     frame = clean.select(
-        pl.col("contents").list.join("\n").alias("text"), "n_chars", "content_hash"
+        # Joined without a separator: a record whose turns are all empty must have empty text.
+        pl.col("contents").list.join("").alias("text"), "n_chars", "content_hash"
     ).to_pandas()
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False)

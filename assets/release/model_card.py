@@ -5,7 +5,7 @@ from typing import Any
 
 
 def render_model_card(lineage: dict[str, Any]) -> str:
-    """Markdown with YAML front matter; `lineage` is the dict also stored as `lineage.json`.
+    """Markdown with YAML front matter (values JSON-quoted: JSON strings are valid YAML); `lineage` is the dict also stored as `lineage.json`.
 
     Expected keys: domain, base_model {spec, revision, fingerprint}, data_versions {raw_corpus,
     training_dataset}, training (config dict), evaluation {eval_loss_base, eval_loss_adapter,
@@ -19,8 +19,8 @@ def render_model_card(lineage: dict[str, Any]) -> str:
     versions = ", ".join(f"{name} {version}" for name, version in lineage["library_versions"].items())
     return f"""---
 library_name: transformers
-base_model: {base["spec"]}
-tags: [loraline, qlora, peft, domain-{lineage["domain"]}]
+base_model: {json.dumps(base["spec"])}
+tags: [loraline, qlora, peft, {json.dumps("domain-" + lineage["domain"])}]
 ---
 
 # {lineage["domain"]}: {base["spec"]} + QLoRA adapter, merged

@@ -14,12 +14,14 @@ IGNORE_INDEX = -100  # the label value PyTorch's cross-entropy skips
 # Used only when a base tokenizer ships without a chat template (most base, non-instruct models):
 # a neutral plain-text layout, prefix-consistent like the built-in template.
 FALLBACK_CHAT_TEMPLATE = (
+    # Separators live inside {{ }} because transformers renders with trim_blocks=True, which eats
+    # a newline that follows a {% %} block.
     "{% for m in messages %}"
-    "{% if m['role'] == 'assistant' %}### Assistant:\n{{ m['content'] }}{{ eos_token }}"
-    "{% if not loop.last %}\n\n{% endif %}"
-    "{% else %}### {{ m['role'] | capitalize }}:\n{{ m['content'] }}\n\n{% endif %}"
+    "{% if m['role'] == 'assistant' %}{{ '### Assistant:\\n' + m['content'] + eos_token }}"
+    "{% if not loop.last %}{{ '\\n\\n' }}{% endif %}"
+    "{% else %}{{ '### ' + (m['role'] | capitalize) + ':\\n' + m['content'] + '\\n\\n' }}{% endif %}"
     "{% endfor %}"
-    "{% if add_generation_prompt %}### Assistant:\n{% endif %}"
+    "{% if add_generation_prompt %}{{ '### Assistant:\\n' }}{% endif %}"
 )
 
 

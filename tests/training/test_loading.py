@@ -1,0 +1,69 @@
+"""Device, dtype and tokenizer choices for loading the base (assets/training/loading.py)."""
+
+import pytest
+import torch
+
+from assets.foundation.tiny_llama import build_tokenizer
+from assets.training.loading import cpu_has_native_bf16, load_tokenizer, pick_compute_dtype, pick_device
+
+
+@pytest.mark.parametrize("device", ["cpu", "cuda"])
+def test_explicit_dtypes_are_honoured(device):
+    assert pick_compute_dtype("float32", device) is torch.float32
+    assert pick_compute_dtype("bfloat16", device) is torch.bfloat16
+
+
+def test_auto_on_cpu_follows_native_bf16_support():
+    expected = torch.bfloat16 if cpu_has_native_bf16() else torch.float32
+    assert pick_compute_dtype("auto", "cpu") is expected
+
+
+def test_cpu_has_native_bf16_reads_cpu_flags():
+    from pathlib import Path
+
+    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    assert cpu_has_native_bf16() == ("avx512_bf16" in flags or "amx_bf16" in flags)
+    assert isinstance(cpu_has_native_bf16(), bool)
+
+
+def test_pick_device_cpu_and_auto():
+    assert pick_device("cpu") == "cpu"
+    assert pick_device("auto") == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert pick_device() == pick_device("auto")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_pick_device_cuda_without_cuda_raises_clearly():
+    with pytest.raises(RuntimeError, match="'cuda' was requested but torch sees no CUDA device"):
+        pick_device("cuda")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_pick_device_cuda_with_cuda():
+    assert pick_device("cuda") == "cuda"
+
+
+def test_load_tokenizer_keeps_an_existing_pad_token(tmp_path):
+    build_tokenizer().save_pretrained(tmp_path)
+    tokenizer = load_tokenizer(tmp_path)
+    assert tokenizer.pad_token == "<|pad|>"
+    assert tokenizer.pad_token_id != tokenizer.eos_token_id
+
+
+def test_load_tokenizer_sets_pad_to_eos_when_missing(tmp_path):
+    tokenizer = build_tokenizer()
+    tokenizer.pad_token = None
+    tokenizer.save_pretrained(tmp_path)
+    from transformers import AutoTokenizer
+
+    assert AutoTokenizer.from_pretrained(tmp_path).pad_token is None  # really saved without one
+    loaded = load_tokenizer(tmp_path)
+    assert loaded.pad_token == loaded.eos_token == "<|end_of_text|>"
+    assert loaded.pad_token_id == loaded.eos_token_id
+    assert loaded(["a", "abc"], padding=True)["input_ids"][0] == [97, loaded.eos_token_id, loaded.eos_token_id]
+
+
+def test_load_tokenizer_keeps_chat_template(tmp_path):
+    original = build_tokenizer()
+    original.save_pretrained(tmp_path)
+    assert load_tokenizer(tmp_path).chat_template == original.chat_template
