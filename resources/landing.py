@@ -6,6 +6,7 @@ from pathlib import Path
 import dagster as dg
 from pydantic import Field
 
+from assets.common.domain_settings import SETTINGS_FILE, DomainSettingsError, load_domain_settings
 from assets.common.domains import InvalidDomainKey, validate_domain_key
 
 DEFAULT_LANDING_DIR = "data/landing"
@@ -26,6 +27,13 @@ class LandingZone(dg.ConfigurableResource):
     def domain_dir(self, domain: str) -> Path:
         """The domain's folder; the key is validated before any path is built from it."""
         return self.root_path() / validate_domain_key(domain)
+
+    def domain_settings(self, domain: str) -> dict[str, dict]:
+        """The validated sections of the domain's domain.yaml ({} without one)."""
+        try:
+            return load_domain_settings(self.domain_dir(domain) / SETTINGS_FILE)
+        except DomainSettingsError as error:
+            raise dg.Failure(f"domain {domain!r}: {error}") from error
 
     def domain_folders(self) -> tuple[list[str], list[str]]:
         """(valid domain keys, folder names that are not valid keys), both sorted."""

@@ -1,23 +1,37 @@
-"""Reading upstream artifacts through the Dagster instance, not by guessing paths.
+"""Reading upstream artifacts through the Dagster instance, and skipping work whose inputs are unchanged.
 
 An asset reads exactly the version its upstream recorded in its latest materialization (the
 `path` metadata), so lineage in the UI and the bytes actually used always agree.
+
+Every per-domain asset returns a *logical* data version: a hash of its code version, its upstream
+data versions and its effective settings. The UI marks exactly the downstream of a change stale,
+and an asset whose logical version equals its latest materialization's re-publishes that version
+(same path, same check results) instead of redoing the work.
 """
 
 from pathlib import Path
 
 import dagster as dg
 
+from assets.common.hashing import json_fingerprint
 
-def latest_materialization(context: dg.AssetExecutionContext, asset: str, partition: str | None) -> dg.AssetMaterialization:
+DATA_VERSION_TAG = "dagster/data_version"
+
+
+def latest_record(context: dg.AssetExecutionContext, asset: str, partition: str | None) -> dg.EventLogRecord | None:
     records = context.instance.fetch_materializations(
         dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=[partition] if partition else None),
         limit=1,
     ).records
-    if not records:
+    return records[0] if records else None
+
+
+def latest_materialization(context: dg.AssetExecutionContext, asset: str, partition: str | None) -> dg.AssetMaterialization:
+    record = latest_record(context, asset, partition)
+    if record is None:
         where = f" for domain {partition!r}" if partition else ""
         raise dg.Failure(f"{asset} has not been materialized{where}; materialize it first")
-    return records[0].asset_materialization
+    return record.asset_materialization
 
 
 def upstream_path(context: dg.AssetExecutionContext, asset: str, partitioned: bool = True) -> Path:
@@ -31,4 +45,52 @@ def upstream_path(context: dg.AssetExecutionContext, asset: str, partitioned: bo
 
 def upstream_data_version(context: dg.AssetExecutionContext, asset: str, partitioned: bool = True) -> str:
     partition = context.partition_key if partitioned else None
-    return latest_materialization(context, asset, partition).tags.get("dagster/data_version", "unknown")
+    return latest_materialization(context, asset, partition).tags.get(DATA_VERSION_TAG, "unknown")
+
+
+def logical_version(context: dg.AssetExecutionContext, upstream: dict[str, bool], settings: dict) -> str:
+    """Hash of this asset's code version, its upstream data versions ({asset: partitioned}) and settings."""
+    return json_fingerprint(
+        {
+            "code": context.assets_def.code_versions_by_key[context.asset_key],
+            "inputs": {asset: upstream_data_version(context, asset, partitioned) for asset, partitioned in sorted(upstream.items())},
+            "settings": settings,
+        }
+    )
+
+
+def reuse_if_unchanged(context: dg.AssetExecutionContext, version: str) -> dg.MaterializeResult | None:
+    """The latest materialization again, when it has this logical version and its files still exist."""
+    partition = context.partition_key if context.has_partition_key else None
+    record = latest_record(context, context.asset_key.to_user_string(), partition)
+    if record is None or record.asset_materialization.tags.get(DATA_VERSION_TAG) != version:
+        return None
+    metadata = dict(record.asset_materialization.metadata)
+    if "path" not in metadata or not Path(metadata["path"].value).exists():
+        return None
+    context.log.info(f"inputs unchanged since run {record.run_id[:8]}: reusing {metadata['path'].value}, no work done")
+    metadata["reused_from_run"] = record.run_id
+    checks = [
+        dg.AssetCheckResult(
+            check_name=check["name"],
+            passed=check["passed"],
+            severity=dg.AssetCheckSeverity(check["severity"]),
+            description=check["description"],
+        )
+        for check in metadata.get("checks", dg.MetadataValue.json([])).value
+    ]
+    return dg.MaterializeResult(metadata=metadata, data_version=dg.DataVersion(version), check_results=checks)
+
+
+def published(metadata: dict, version: str, checks: list[dg.AssetCheckResult] | None = None) -> dg.MaterializeResult:
+    """A materialization with its logical version; check outcomes are also kept in metadata for reuse."""
+    checks = checks or []
+    summary = [
+        {"name": c.check_name, "passed": c.passed, "severity": c.severity.value, "description": c.description or ""}
+        for c in checks
+    ]
+    return dg.MaterializeResult(
+        metadata={**metadata, "checks": dg.MetadataValue.json(summary), "reused_from_run": "-"},
+        data_version=dg.DataVersion(version),
+        check_results=checks,
+    )

@@ -4,20 +4,28 @@ import dagster as dg
 import polars as pl
 
 from assets.common.atomic import atomic_directory
-from assets.common.hashing import files_fingerprint
+from assets.common.hashing import files_fingerprint, json_fingerprint
 from assets.corpora.readers import list_domain_files, read_domain
 from assets.partitions import domain_partitions
 from resources.landing import LandingZone
+from resources.lineage import published, reuse_if_unchanged
 from resources.storage import ArtifactStore
 
+CODE_VERSION = "1"
 
-@dg.asset(partitions_def=domain_partitions, group_name="corpora", kinds={"polars", "parquet"}, code_version="1")
+
+@dg.asset(partitions_def=domain_partitions, group_name="corpora", kinds={"polars", "parquet"}, code_version=CODE_VERSION)
 def raw_corpus(context: dg.AssetExecutionContext, landing: LandingZone, artifacts: ArtifactStore) -> dg.MaterializeResult:
     """Every file under `<landing>/<domain>/` read into one table (source file, line, kind, turns).
     Rows that cannot be used go to `quarantine.parquet` with their reason; rows_in = kept + quarantined.
     The data version is a hash of the landed files, so new data marks the domain's chain stale."""
     domain = context.partition_key
     folder = landing.domain_dir(domain)
+    landing.domain_settings(domain)  # a broken domain.yaml stops the domain here, before any work
+    files = {p.relative_to(folder).as_posix(): p for p in list_domain_files(folder)} if folder.is_dir() else {}
+    version = json_fingerprint({"code": CODE_VERSION, "files": files_fingerprint(files)})
+    if reused := reuse_if_unchanged(context, version):
+        return reused
     try:
         result = read_domain(folder)
     except (FileNotFoundError, ValueError) as error:
@@ -44,8 +52,7 @@ def raw_corpus(context: dg.AssetExecutionContext, landing: LandingZone, artifact
         )
     if result.quarantine.height:
         context.log.warning(f"domain {domain!r}: {result.quarantine.height} of {result.rows_in} rows quarantined")
-    fingerprint = files_fingerprint({p.relative_to(folder).as_posix(): p for p in list_domain_files(folder)})
-    return dg.MaterializeResult(metadata=metadata, data_version=dg.DataVersion(fingerprint))
+    return published(metadata, version)
 
 
 def _quarantine_table(quarantine: pl.DataFrame, limit: int = 20) -> str:

@@ -5,15 +5,17 @@ import json
 import dagster as dg
 
 from assets.common.atomic import atomic_directory
+from assets.common.domain_settings import effective_config
 from assets.evaluation.metrics import EvaluationConfig, evaluate_adapter, generations_markdown
 from assets.partitions import domain_partitions
 from resources.compute import ComputeSettings
-from resources.lineage import upstream_path
+from resources.landing import LandingZone
+from resources.lineage import latest_record, logical_version, published, reuse_if_unchanged, upstream_data_version, upstream_path
 from resources.storage import ArtifactStore
 
 
 class EvaluationRunConfig(dg.Config, EvaluationConfig):
-    """Evaluation settings, editable in the launchpad."""
+    """Evaluation settings, editable in the launchpad (domain.yaml section `evaluation`)."""
 
 
 @dg.asset(
@@ -22,17 +24,25 @@ class EvaluationRunConfig(dg.Config, EvaluationConfig):
     group_name="evaluation",
     kinds={"pytorch", "peft"},
     code_version="1",
+    pool="accelerator",
     check_specs=[dg.AssetCheckSpec("adapter_beats_base", asset="adapter_evaluation", blocking=True,
                                    description="The adapter's eval loss is below the base's by more than min_improvement.")],
 )
-def adapter_evaluation(context: dg.AssetExecutionContext, config: EvaluationRunConfig, artifacts: ArtifactStore, compute: ComputeSettings) -> dg.MaterializeResult:
+def adapter_evaluation(
+    context: dg.AssetExecutionContext, config: EvaluationRunConfig, landing: LandingZone, artifacts: ArtifactStore, compute: ComputeSettings
+) -> dg.MaterializeResult:
     """Eval loss and perplexity of the base and of base + adapter on the same held-out tokens, with
     sample generations side by side. A blocking gate: an adapter that does not beat its base is not merged."""
     from datasets import load_from_disk
 
+    domain = context.partition_key
+    settings = effective_config(EvaluationConfig, config, landing.domain_settings(domain).get("evaluation", {}))
+    version = logical_version(context, {"qlora_adapter": True, "training_dataset": True, "base_model": False}, settings.model_dump())
+    if reused := reuse_if_unchanged(context, version):
+        return reused
     eval_split = load_from_disk(str(upstream_path(context, "training_dataset") / "eval"))
     adapter_dir = upstream_path(context, "qlora_adapter")
-    report = evaluate_adapter(upstream_path(context, "base_model", partitioned=False), adapter_dir, eval_split, config, compute.resolved_device())
+    report = evaluate_adapter(upstream_path(context, "base_model", partitioned=False), adapter_dir, eval_split, settings, compute.resolved_device())
     numbers = {
         "eval_loss_base": report.eval_loss_base,
         "eval_loss_adapter": report.eval_loss_adapter,
@@ -44,23 +54,28 @@ def adapter_evaluation(context: dg.AssetExecutionContext, config: EvaluationRunC
     with atomic_directory(location) as staging:
         (staging / "evaluation.json").write_text(json.dumps({**numbers, "adapter": str(adapter_dir), "generations": report.generations}, indent=2))
     improvement = report.eval_loss_base - report.eval_loss_adapter
-    passed = improvement > config.min_improvement
-    context.log.info(f"eval loss {report.eval_loss_base:.4f} (base) -> {report.eval_loss_adapter:.4f} (adapter)")
-    return dg.MaterializeResult(
-        metadata={
-            "path": dg.MetadataValue.path(str(location)),
-            **numbers,
-            "adapter_path": dg.MetadataValue.path(str(adapter_dir)),
-            "generations": dg.MetadataValue.md(generations_markdown(report.generations)),
-        },
-        check_results=[
-            dg.AssetCheckResult(
-                check_name="adapter_beats_base",
-                passed=passed,
-                severity=dg.AssetCheckSeverity.ERROR,
-                description=f"eval loss {report.eval_loss_base:.4f} -> {report.eval_loss_adapter:.4f} "
-                f"(improvement {improvement:.4f}, required > {config.min_improvement})",
-                metadata={"improvement": improvement, "adapter_path": dg.MetadataValue.path(str(adapter_dir))},
-            )
-        ],
+    passed = improvement > settings.min_improvement
+    verdict = "passed" if passed else f"failed: adapter not merged; {_kept_model(context)}"
+    description = (
+        f"eval loss {report.eval_loss_base:.4f} -> {report.eval_loss_adapter:.4f} (improvement {improvement:.4f}, "
+        f"required > {settings.min_improvement}); {verdict}"
     )
+    (context.log.info if passed else context.log.error)(f"domain {domain!r}: adapter_beats_base {description}")
+    metadata = {
+        "path": dg.MetadataValue.path(str(location)),
+        **numbers,
+        "adapter_beats_base": passed,
+        "adapter_path": dg.MetadataValue.path(str(adapter_dir)),
+        "adapter_data_version": upstream_data_version(context, "qlora_adapter"),
+        "generations": dg.MetadataValue.md(generations_markdown(report.generations)),
+        "settings": dg.MetadataValue.json(settings.model_dump()),
+    }
+    check = dg.AssetCheckResult(check_name="adapter_beats_base", passed=passed, severity=dg.AssetCheckSeverity.ERROR, description=description)
+    return published(metadata, version, [check])
+
+
+def _kept_model(context: dg.AssetExecutionContext) -> str:
+    previous = latest_record(context, "merged_model", context.partition_key)
+    if previous is None:
+        return "this domain has no merged model yet"
+    return f"the previous merged model stays in place at {previous.asset_materialization.metadata['path'].value}"

@@ -4,15 +4,17 @@ import dagster as dg
 import polars as pl
 
 from assets.common.atomic import atomic_directory
+from assets.common.domain_settings import effective_config
 from assets.partitions import domain_partitions
 from assets.tokenization.tokenizing import TokenizationConfig, tokenize_corpus
 from assets.training.loading import load_tokenizer
-from resources.lineage import upstream_path
+from resources.landing import LandingZone
+from resources.lineage import logical_version, published, reuse_if_unchanged, upstream_path
 from resources.storage import ArtifactStore
 
 
 class TokenizationRunConfig(dg.Config, TokenizationConfig):
-    """Tokenization settings, editable in the launchpad."""
+    """Tokenization settings, editable in the launchpad (domain.yaml section `tokenization`)."""
 
 
 @dg.asset(
@@ -28,14 +30,18 @@ class TokenizationRunConfig(dg.Config, TokenizationConfig):
                           description="The share of truncated chat examples stays below max_truncated_share."),
     ],
 )
-def training_dataset(context: dg.AssetExecutionContext, config: TokenizationRunConfig, artifacts: ArtifactStore) -> dg.MaterializeResult:
+def training_dataset(context: dg.AssetExecutionContext, config: TokenizationRunConfig, landing: LandingZone, artifacts: ArtifactStore) -> dg.MaterializeResult:
     """Records rendered with the base tokenizer's chat template (loss on assistant turns and plain
     text only, every example ending in EOS), split train/eval by content hash, saved with `datasets`."""
     domain = context.partition_key
+    settings = effective_config(TokenizationConfig, config, landing.domain_settings(domain).get("tokenization", {}))
+    version = logical_version(context, {"clean_corpus": True, "base_model": False}, settings.model_dump())
+    if reused := reuse_if_unchanged(context, version):
+        return reused
     clean = pl.read_parquet(upstream_path(context, "clean_corpus") / "rows.parquet")
     tokenizer = load_tokenizer(upstream_path(context, "base_model", partitioned=False))
     try:
-        tokenized = tokenize_corpus(clean, tokenizer, config)
+        tokenized = tokenize_corpus(clean, tokenizer, settings)
     except ValueError as error:
         raise dg.Failure(f"domain {domain!r}: {error}") from error
     location = artifacts.new_location(context, "training_dataset")
@@ -55,14 +61,12 @@ def training_dataset(context: dg.AssetExecutionContext, config: TokenizationRunC
         ),
         dg.AssetCheckResult(
             check_name="truncation_below_limit",
-            passed=truncated_share <= config.max_truncated_share,
+            passed=truncated_share <= settings.max_truncated_share,
             severity=dg.AssetCheckSeverity.WARN,
             description=f"{stats['truncated_examples']} of {examples} examples truncated "
-            f"({truncated_share:.1%}, limit {config.max_truncated_share:.0%})",
+            f"({truncated_share:.1%}, limit {settings.max_truncated_share:.0%})",
         ),
     ]
-    return dg.MaterializeResult(
-        metadata={"path": dg.MetadataValue.path(str(location)), **stats,
-                  "truncated_share": truncated_share, "config": dg.MetadataValue.json(config.model_dump())},
-        check_results=checks,
-    )
+    metadata = {"path": dg.MetadataValue.path(str(location)), **stats, "truncated_share": truncated_share,
+                "settings": dg.MetadataValue.json(settings.model_dump())}
+    return published(metadata, version, checks)
