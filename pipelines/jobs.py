@@ -13,3 +13,9 @@ domain_finetune_job = dg.define_asset_job(
     description="Landing folder to merged model for one domain: ingest, clean, validate, tokenize, "
     "train a QLoRA adapter, evaluate it against the base, merge it. Needs base_model materialized.",
 )
+
+base_model_job = dg.define_asset_job(
+    name="base_model_job",
+    selection=dg.AssetSelection.assets("base_model"),
+    description="Resolve and fingerprint the base model (LORALINE_BASE_MODEL).",
+)

@@ -21,6 +21,13 @@ class LandingZone(dg.ConfigurableResource):
         "(relative paths resolve against the working directory).",
     )
 
+    settle_seconds: float = Field(
+        30.0,
+        ge=0,
+        description="The landing sensor waits until every file of a domain is this many seconds "
+        "old, so files still being written are not picked up.",
+    )
+
     def root_path(self) -> Path:
         return Path(self.root or os.environ.get("LORALINE_LANDING_DIR") or DEFAULT_LANDING_DIR).resolve()
 

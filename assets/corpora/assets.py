@@ -5,6 +5,7 @@ import polars as pl
 
 from assets.common.atomic import atomic_directory
 from assets.common.hashing import files_fingerprint, json_fingerprint
+from assets.corpora.landing_scan import landing_fingerprint
 from assets.corpora.readers import list_domain_files, read_domain
 from assets.partitions import domain_partitions
 from resources.landing import LandingZone
@@ -37,6 +38,7 @@ def raw_corpus(context: dg.AssetExecutionContext, landing: LandingZone, artifact
     metadata = {
         "path": dg.MetadataValue.path(str(location)),
         "landing_folder": dg.MetadataValue.path(str(folder)),
+        "landing_fingerprint": landing_fingerprint(folder),
         "files": len(result.files),
         "rows_in": result.rows_in,
         "rows_kept": result.rows.height,

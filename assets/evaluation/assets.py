@@ -1,11 +1,13 @@
 """`adapter_evaluation`: the adapter against its base on the domain's held-out split."""
 
 import json
+from pathlib import Path
 
 import dagster as dg
 
 from assets.common.atomic import atomic_directory
 from assets.common.domain_settings import effective_config
+from assets.evaluation.leaderboard import cross_domain_losses, forgetting_markdown, leaderboard_markdown
 from assets.evaluation.metrics import EvaluationConfig, evaluate_adapter, generations_markdown
 from assets.partitions import domain_partitions
 from resources.compute import ComputeSettings
@@ -79,3 +81,45 @@ def _kept_model(context: dg.AssetExecutionContext) -> str:
     if previous is None:
         return "this domain has no merged model yet"
     return f"the previous merged model stays in place at {previous.asset_materialization.metadata['path'].value}"
+
+
+@dg.asset(
+    deps=[dg.AssetDep(key, partition_mapping=dg.AllPartitionMapping()) for key in ("adapter_evaluation", "qlora_adapter", "training_dataset")] + ["base_model"],
+    group_name="evaluation",
+    kinds={"pytorch", "peft"},
+    code_version="1",
+    pool="accelerator",
+)
+def domain_leaderboard(context: dg.AssetExecutionContext, artifacts: ArtifactStore, compute: ComputeSettings) -> dg.MaterializeResult:
+    """Every domain's latest evaluation in one table, and the forgetting matrix: each adapter on
+    every other domain's held-out split against the base, so tuning that hurt other domains shows."""
+    from datasets import load_from_disk
+
+    domains = sorted(context.instance.get_dynamic_partitions(domain_partitions.name))
+    rows, adapters, eval_sets = [], {}, {}
+    for domain in domains:
+        evaluation, dataset = latest_record(context, "adapter_evaluation", domain), latest_record(context, "training_dataset", domain)
+        if evaluation is None or dataset is None:
+            continue
+        meta = {k: v.value for k, v in evaluation.asset_materialization.metadata.items()}
+        rows.append({"domain": domain, **meta})
+        adapters[domain] = Path(meta["adapter_path"])
+        eval_sets[domain] = load_from_disk(str(Path(dataset.asset_materialization.metadata["path"].value) / "eval"))
+    if not rows:
+        raise dg.Failure("no domain has an adapter_evaluation yet; materialize at least one domain first")
+    report = cross_domain_losses(upstream_path(context, "base_model", partitioned=False), adapters, eval_sets, compute.resolved_device())
+    location = artifacts.new_location(context, "domain_leaderboard")
+    matrix = {a: {e: report.delta(a, e) for e in report.domains} for a in report.loss}
+    with atomic_directory(location) as staging:
+        (staging / "leaderboard.json").write_text(json.dumps({"rows": rows, "base_loss": report.base_loss, "loss": report.loss, "delta": matrix}, indent=2, default=str))
+    worst = max(((a, e) for a in matrix for e in matrix[a] if a != e), key=lambda p: matrix[p[0]][p[1]], default=None)
+    return dg.MaterializeResult(
+        metadata={
+            "path": dg.MetadataValue.path(str(location)),
+            "domains": len(rows),
+            "leaderboard": dg.MetadataValue.md(leaderboard_markdown(rows)),
+            "forgetting_matrix": dg.MetadataValue.md(forgetting_markdown(report)),
+            "worst_forgetting": matrix[worst[0]][worst[1]] if worst else 0.0,
+            "worst_forgetting_pair": f"{worst[0]} on {worst[1]}" if worst else "-",
+        }
+    )
