@@ -1,8 +1,9 @@
 """The main job on the embedded default: `python -m pipelines.demo` (what `make demo` runs).
 
 Seeds the sample domains into the landing folder, registers every valid domain folder as a
-partition, materializes base_model and then the whole chain per domain in a persistent Dagster
-instance (so `dagster dev` shows the runs afterwards), and prints a summary table.
+partition, materializes base_model, the whole chain per domain and the cross-domain leaderboard in
+a persistent Dagster instance (so `dagster dev` shows the runs afterwards), and prints a summary
+table and the forgetting matrix. Unchanged domains are reused, not retrained, on a second run.
 """
 
 import argparse
@@ -45,16 +46,22 @@ def main(argv: list[str] | None = None) -> int:
     register_domains(instance, domains)
 
     started = time.perf_counter()
-    _run(defs.resolve_implicit_global_asset_job_def().get_subset(asset_selection={dg.AssetKey("base_model")}), None, instance)
+    _run(defs.resolve_job_def("base_model_job"), None, instance)
     results = {domain: _run(defs.resolve_job_def("domain_finetune_job"), domain, instance) for domain in domains}
+    leaderboard = defs.resolve_implicit_global_asset_job_def().get_subset(asset_selection={dg.AssetKey("domain_leaderboard")})
+    _run(leaderboard, None, instance)
     print(_summary(instance, results))
+    board = instance.fetch_materializations(dg.AssetKey("domain_leaderboard"), limit=1).records
+    if board:
+        print("\nforgetting matrix (eval loss change against the base, per eval domain):")
+        print(board[0].asset_materialization.metadata["forgetting_matrix"].value)
     print(f"\ndemo wall time {time.perf_counter() - started:.1f}s; DAGSTER_HOME={os.environ['DAGSTER_HOME']}")
     print("see it in the UI: make ui  (then open http://127.0.0.1:3000)")
     return 0 if all(results.values()) else 1
 
 
 def _run(job: dg.JobDefinition, partition: str | None, instance: dg.DagsterInstance) -> bool:
-    label = partition or "base_model"
+    label = partition or ", ".join(k.to_user_string() for k in job.asset_layer.selected_asset_keys) or job.name
     print(f"--- {label}: running {job.name}", flush=True)
     result = job.execute_in_process(
         instance=instance, partition_key=partition, raise_on_error=False,
