@@ -93,6 +93,7 @@ def train_qlora(
         weight_decay=config.weight_decay,
         max_grad_norm=config.max_grad_norm,
         logging_steps=config.logging_steps,
+        logging_nan_inf_filter=False,  # the filter would hide a diverged loss from the guard below
         save_steps=config.save_steps,
         save_total_limit=2,
         seed=config.seed,
@@ -118,10 +119,12 @@ def train_qlora(
     if resume:
         log(f"resuming from checkpoint {resume}")
     started = time.perf_counter()
-    trainer.train(resume_from_checkpoint=resume)
+    result = trainer.train(resume_from_checkpoint=resume)
     duration = time.perf_counter() - started
-    if progress.history and not math.isfinite(progress.history[-1]["loss"]):
-        raise NonFiniteLoss(f"training loss became {progress.history[-1]['loss']}; no adapter saved")
+    # The last logged loss, or the run's mean when it was shorter than one logging interval.
+    final_loss = progress.history[-1]["loss"] if progress.history else float(result.training_loss)
+    if not math.isfinite(final_loss):
+        raise NonFiniteLoss(f"training loss became {final_loss}; no adapter saved")
 
     # save
     model.save_pretrained(adapter_dir)
@@ -130,7 +133,7 @@ def train_qlora(
     return TrainingReport(
         trainable_parameters=int(trainable),
         total_parameters=int(total),
-        final_train_loss=progress.history[-1]["loss"] if progress.history else float("nan"),
+        final_train_loss=final_loss,
         tokens_seen=tokens,
         tokens_per_second=tokens / max(duration, 1e-9),
         duration_s=duration,
