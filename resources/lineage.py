@@ -48,6 +48,20 @@ def upstream_data_version(context: dg.AssetExecutionContext, asset: str, partiti
     return latest_materialization(context, asset, partition).tags.get(DATA_VERSION_TAG, "unknown")
 
 
+def require_passed_checks(context: dg.AssetExecutionContext, asset: str) -> None:
+    """Refuse to build on an upstream whose blocking checks failed, also across runs.
+
+    Dagster skips downstream steps of a failed blocking check only within the same run; a later
+    run that selects just this asset must not consume the data the check stopped.
+    """
+    materialization = latest_materialization(context, asset, context.partition_key)
+    failed = [c for c in materialization.metadata.get("checks", dg.MetadataValue.json([])).value
+              if not c["passed"] and c["severity"] == dg.AssetCheckSeverity.ERROR.value]
+    if failed:
+        reasons = "; ".join(f"{c['name']}: {c['description']}" for c in failed)
+        raise dg.Failure(f"domain {context.partition_key!r}: {asset} failed its blocking checks ({reasons}); fix the data first")
+
+
 def logical_version(context: dg.AssetExecutionContext, upstream: dict[str, bool], settings: dict) -> str:
     """Hash of this asset's code version, its upstream data versions ({asset: partitioned}) and settings."""
     return json_fingerprint(

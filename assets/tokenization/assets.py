@@ -9,7 +9,7 @@ from assets.partitions import domain_partitions
 from assets.tokenization.tokenizing import TokenizationConfig, tokenize_corpus
 from assets.training.loading import load_tokenizer
 from resources.landing import LandingZone
-from resources.lineage import logical_version, published, reuse_if_unchanged, upstream_path
+from resources.lineage import logical_version, published, require_passed_checks, reuse_if_unchanged, upstream_path
 from resources.storage import ArtifactStore
 
 
@@ -34,6 +34,7 @@ def training_dataset(context: dg.AssetExecutionContext, config: TokenizationRunC
     """Records rendered with the base tokenizer's chat template (loss on assistant turns and plain
     text only, every example ending in EOS), split train/eval by content hash, saved with `datasets`."""
     domain = context.partition_key
+    require_passed_checks(context, "clean_corpus")
     settings = effective_config(TokenizationConfig, config, landing.domain_settings(domain).get("tokenization", {}))
     version = logical_version(context, {"clean_corpus": True, "base_model": False}, settings.model_dump())
     if reused := reuse_if_unchanged(context, version):

@@ -11,7 +11,7 @@ from assets.training.config import QLoraConfig
 from assets.training.recipe import train_qlora
 from resources.compute import ComputeSettings
 from resources.landing import LandingZone
-from resources.lineage import logical_version, published, reuse_if_unchanged, upstream_path
+from resources.lineage import logical_version, published, require_passed_checks, reuse_if_unchanged, upstream_path
 from resources.storage import ArtifactStore
 
 
@@ -38,6 +38,7 @@ def qlora_adapter(
     from datasets import load_from_disk
 
     domain = context.partition_key
+    require_passed_checks(context, "training_dataset")
     settings = effective_config(QLoraConfig, config, landing.domain_settings(domain).get("training", {}))
     version = logical_version(context, {"training_dataset": True, "base_model": False}, settings.model_dump())
     if reused := reuse_if_unchanged(context, version):

@@ -85,3 +85,16 @@ def test_invalid_folder_names_are_reported_not_registered(landing: Path) -> None
     for name in ("news", "Bad Name", ".hidden"):
         (landing / name).mkdir()
     assert LandingZone().domain_folders() == (["news"], ["Bad Name"])
+
+
+def test_a_later_run_cannot_build_on_data_that_failed_its_checks(landing: Path) -> None:
+    (landing / "tiny").mkdir()
+    (landing / "tiny" / "docs.jsonl").write_text("".join(json.dumps({"text": f"valid document {i} with words"}) + "\n" for i in range(5)))
+    job = defs.resolve_job_def("domain_finetune_job")
+    with dg.instance_for_test() as instance:
+        register_domains(instance, ["tiny"])
+        job.execute_in_process(instance=instance, partition_key="tiny", raise_on_error=False)  # stopped at the checks
+        alone = job.get_subset(asset_selection={dg.AssetKey("training_dataset")})
+        result = alone.execute_in_process(instance=instance, partition_key="tiny", raise_on_error=False)
+        message = failure_message(result)
+        assert "domain 'tiny': clean_corpus failed its blocking checks" in message and "enough_rows_to_train" in message
