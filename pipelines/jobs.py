@@ -4,7 +4,7 @@ import dagster as dg
 
 from assets.partitions import domain_partitions
 
-PER_DOMAIN_ASSETS = ("raw_corpus", "clean_corpus", "training_dataset", "qlora_adapter", "adapter_evaluation", "merged_model")
+PER_DOMAIN_ASSETS = ("raw_corpus", "clean_corpus", "quarantined_rows", "training_dataset", "qlora_adapter", "adapter_evaluation", "merged_model")
 
 domain_finetune_job = dg.define_asset_job(
     name="domain_finetune_job",

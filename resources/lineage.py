@@ -62,21 +62,26 @@ def require_passed_checks(context: dg.AssetExecutionContext, asset: str) -> None
         raise dg.Failure(f"domain {context.partition_key!r}: {asset} failed its blocking checks ({reasons}); fix the data first")
 
 
-def logical_version(context: dg.AssetExecutionContext, upstream: dict[str, bool], settings: dict) -> str:
-    """Hash of this asset's code version, its upstream data versions ({asset: partitioned}) and settings."""
+def logical_version(context: dg.AssetExecutionContext, upstream: dict[str, bool], settings: dict, asset: str | None = None) -> str:
+    """Hash of an asset's code version, its upstream data versions ({asset: partitioned}) and settings.
+
+    `asset` names the output of a multi-asset; a single asset is the context's own.
+    """
+    key = dg.AssetKey(asset) if asset else context.asset_key
     return json_fingerprint(
         {
-            "code": context.assets_def.code_versions_by_key[context.asset_key],
+            "code": context.assets_def.code_versions_by_key[key],
             "inputs": {asset: upstream_data_version(context, asset, partitioned) for asset, partitioned in sorted(upstream.items())},
             "settings": settings,
         }
     )
 
 
-def reuse_if_unchanged(context: dg.AssetExecutionContext, version: str) -> dg.MaterializeResult | None:
+def reuse_if_unchanged(context: dg.AssetExecutionContext, version: str, asset: str | None = None) -> dg.MaterializeResult | None:
     """The latest materialization again, when it has this logical version and its files still exist."""
     partition = context.partition_key if context.has_partition_key else None
-    record = latest_record(context, context.asset_key.to_user_string(), partition)
+    asset = asset or context.asset_key.to_user_string()
+    record = latest_record(context, asset, partition)
     if record is None or record.asset_materialization.tags.get(DATA_VERSION_TAG) != version:
         return None
     metadata = dict(record.asset_materialization.metadata)
@@ -86,6 +91,7 @@ def reuse_if_unchanged(context: dg.AssetExecutionContext, version: str) -> dg.Ma
     metadata["reused_from_run"] = record.run_id
     checks = [
         dg.AssetCheckResult(
+            asset_key=asset,
             check_name=check["name"],
             passed=check["passed"],
             severity=dg.AssetCheckSeverity(check["severity"]),
@@ -93,10 +99,10 @@ def reuse_if_unchanged(context: dg.AssetExecutionContext, version: str) -> dg.Ma
         )
         for check in metadata.get("checks", dg.MetadataValue.json([])).value
     ]
-    return dg.MaterializeResult(metadata=metadata, data_version=dg.DataVersion(version), check_results=checks)
+    return dg.MaterializeResult(asset_key=asset, metadata=metadata, data_version=dg.DataVersion(version), check_results=checks)
 
 
-def published(metadata: dict, version: str, checks: list[dg.AssetCheckResult] | None = None) -> dg.MaterializeResult:
+def published(metadata: dict, version: str, checks: list[dg.AssetCheckResult] | None = None, asset: str | None = None) -> dg.MaterializeResult:
     """A materialization with its logical version; check outcomes are also kept in metadata for reuse."""
     checks = checks or []
     summary = [
@@ -104,6 +110,7 @@ def published(metadata: dict, version: str, checks: list[dg.AssetCheckResult] | 
         for c in checks
     ]
     return dg.MaterializeResult(
+        asset_key=asset,
         metadata={**metadata, "checks": dg.MetadataValue.json(summary), "reused_from_run": "-"},
         data_version=dg.DataVersion(version),
         check_results=checks,

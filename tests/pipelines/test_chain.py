@@ -49,9 +49,9 @@ def test_every_step_succeeds_and_every_check_passes(chain: dict) -> None:
     result = chain["result"]
     assert result.success
     materialized = {event.asset_key.to_user_string() for event in result.get_asset_materialization_events()}
-    assert materialized == {"raw_corpus", "clean_corpus", "training_dataset", "qlora_adapter", "adapter_evaluation", "merged_model"}
+    assert materialized == {"raw_corpus", "clean_corpus", "quarantined_rows", "training_dataset", "qlora_adapter", "adapter_evaluation", "merged_model"}
     evaluations = result.get_asset_check_evaluations()
-    assert {e.check_name for e in evaluations} >= {"adapter_beats_base", "merge_matches_adapter", "no_duplicates_left", "every_example_supervised"}
+    assert {e.check_name for e in evaluations} >= {"adapter_beats_base", "merge_matches_adapter", "no_duplicates_left", "every_example_supervised", "counts_reconcile"}
     assert all(e.passed for e in evaluations), [(e.check_name, e.description) for e in evaluations if not e.passed]
 
 
@@ -65,6 +65,10 @@ def test_broken_lines_are_quarantined_with_reasons_and_the_rest_trained(chain: d
     assert quarantine["line"].to_list() == [121, 122, 123]
     reasons = " ".join(quarantine["reason"].to_list())
     assert "invalid JSON" in reasons and "'bot'" in reasons and "empty" in reasons
+    rejected = metadata(chain, "quarantined_rows")
+    shown = pl.read_parquet(Path(rejected["path"]) / "rejections.parquet").filter(pl.col("stage") == "read")
+    assert shown["line"].to_list() == [121, 122, 123] and all(shown["snippet"].str.len_chars() > 0)
+    assert rejected["reconciliation"].startswith("123 rows in = 120 kept + 3 quarantined + 0 filtered")
 
 
 def test_adapter_beats_base_and_loads_with_peft(chain: dict) -> None:
@@ -114,7 +118,7 @@ def test_model_card_carries_the_lineage(chain: dict) -> None:
 
 
 def test_every_artifact_records_its_path(chain: dict) -> None:
-    for asset in ("raw_corpus", "clean_corpus", "training_dataset", "qlora_adapter", "adapter_evaluation", "merged_model"):
+    for asset in ("raw_corpus", "clean_corpus", "quarantined_rows", "training_dataset", "qlora_adapter", "adapter_evaluation", "merged_model"):
         path = Path(metadata(chain, asset)["path"])
         assert path.is_dir() and path.is_relative_to(chain["root"] / "artifacts" / asset / "support")
     leftovers = [p for p in (chain["root"] / "artifacts").rglob(".*staging*")]
