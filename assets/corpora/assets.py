@@ -43,6 +43,7 @@ def raw_corpus(context: dg.AssetExecutionContext, landing: LandingZone, artifact
         "rows_in": result.rows_in,
         "rows_kept": result.rows.height,
         "rows_quarantined": result.quarantine.height,
+        "empty_files": dg.MetadataValue.json(result.empty_files),
         "kinds": dg.MetadataValue.json(dict(result.rows["kind"].value_counts().iter_rows())),
         "quarantine_preview": dg.MetadataValue.md(_quarantine_table(result.quarantine)),
     }

@@ -3,38 +3,46 @@
 Pure module (polars + stdlib, never dagster). The rule every reader keeps: each input record ends
 up exactly once, either in `rows` (canonical schema) or in `quarantine` (with a specific reason),
 so `ReadResult.rows_in` is the honest count of what landed. A file-level failure (unreadable,
-unsupported suffix, unparseable .json, parquet/csv without a usable column) is one quarantine row
-with line 0 (or the error's line), because its records cannot be told apart.
+unsupported suffix, unparseable .json, parquet/csv without a usable column, a refused symlink) is
+one quarantine row with line 0 (or the error's line), because its records cannot be told apart.
 
-Files are read whole into memory: corpora for adapter training are megabytes to a few gigabytes,
-and one code path per format is worth more here than streaming.
+Landed files are not trusted: .jsonl and .csv are streamed line by line and every record is capped
+at MAX_RECORD_BYTES, so a 500 MB line costs about that cap in memory, not its size; .json arrays
+are streamed element by element (see decoding.py). UTF-8, UTF-16 and UTF-32 with a byte-order mark
+are read; NUL bytes and lone surrogates never reach the table.
 """
 
 from __future__ import annotations
 
 import csv
-import io
 import json
-import re
-from dataclasses import dataclass
+import os
+import stat
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, BinaryIO, Callable
 
 import polars as pl
 
+from assets.corpora.decoding import (
+    HEAD_BYTES, DecodeFailure, JsonStop, RowFeed, RowTooLarge, TextStart, format_limit, invalid_cell,
+    iter_json_values, iter_lines, iter_text, json_error, open_text, path_name, printable, snippet,
+    undecodable_line, utf8_stream,
+)
 from assets.corpora.records import parse_record
 
 SUPPORTED_SUFFIXES = (".jsonl", ".json", ".parquet", ".csv", ".txt")
 SETTINGS_NAMES = ("domain.yaml", "domain.yml")
+# One record (a .jsonl line, a .csv row, a .json element, a .txt file, a parquet row's text) may
+# not exceed this. Read at call time, so tests can lower it.
+MAX_RECORD_BYTES = 16 * 2**20
 # Names left behind by uploads in progress and editors; reading them would ingest half a file.
 _PARTIAL_ENDINGS = (".tmp", ".part", ".partial", "~")
 # Columns a csv/parquet file may carry; "input" alone identifies no shape, so it is not listed.
 SHAPE_COLUMNS = ("messages", "conversations", "instruction", "output", "text")
 _ALL_COLUMNS = SHAPE_COLUMNS + ("input",)
 _JSON_COLUMNS = ("messages", "conversations")  # tabular files store these as JSON strings
-_BOM = b"\xef\xbb\xbf"
-_SURROGATE = re.compile("[\udc80-\udcff]")  # what surrogateescape turns undecodable bytes into
-_SNIPPET = 200
+_REASON_CHARS = 500  # reasons quote user data (keys, column names, paths); keep the report small
 
 ROW_SCHEMA = pl.Schema({
     "source_file": pl.String,  # relative to the domain folder, POSIX separators
@@ -58,56 +66,124 @@ class ReadResult:
     rows: pl.DataFrame         # ROW_SCHEMA, even when empty
     quarantine: pl.DataFrame   # QUARANTINE_SCHEMA, even when empty
     files: list[str]           # relative POSIX paths of the files read, sorted
+    # Files read that held no record at all (0 bytes, only a BOM, blank lines, `[]`, a csv header).
+    empty_files: list[str] = field(default_factory=list)
 
     @property
     def rows_in(self) -> int:
         return len(self.rows) + len(self.quarantine)
 
 
-def list_domain_files(domain_dir: Path) -> list[Path]:
-    """Every candidate data file under `domain_dir`, sorted by relative path.
+@dataclass(frozen=True)
+class DomainListing:
+    paths: list[Path]                # data files to read, sorted by relative path
+    refused: list[tuple[str, str]]   # (relative name, reason): entries listed but never read
 
-    Unsupported suffixes are kept on purpose: they are quarantined so a mis-exported file shows up
-    in the report instead of silently vanishing. Hidden names are skipped at any depth (.git,
+
+def list_domain_files(domain_dir: Path, landing_root: Path | None = None) -> list[Path]:
+    """Every candidate data file under `domain_dir`, sorted by relative path (see scan_domain_files)."""
+    return scan_domain_files(domain_dir, landing_root).paths
+
+
+def scan_domain_files(domain_dir: Path, landing_root: Path | None = None) -> DomainListing:
+    """Walk `domain_dir` without trusting it.
+
+    Unsupported suffixes are listed on purpose: they are quarantined so a mis-exported file shows
+    up in the report instead of silently vanishing. Hidden names are skipped at any depth (.git,
     .ipynb_checkpoints); the settings file only at the top, where settings are read from.
+    A symlink is followed only if it resolves inside `landing_root` (default: the domain folder's
+    parent); one pointing elsewhere (/etc, another user's home), a broken one, a name that is not
+    UTF-8 and a FIFO or device (reading it would hang) are refused with a reason. Linked folders
+    are walked after the real tree and every folder once, so a link loop cannot hang the walk.
     """
-    found = []
-    for path in domain_dir.rglob("*"):
-        relative = path.relative_to(domain_dir)
-        if any(part.startswith(".") for part in relative.parts):
-            continue
-        if path.name.endswith(_PARTIAL_ENDINGS) or not path.is_file():
-            continue
-        if len(relative.parts) == 1 and path.name in SETTINGS_NAMES:
-            continue
-        found.append(path)
-    return sorted(found, key=lambda p: p.relative_to(domain_dir).as_posix())
+    domain_dir = Path(domain_dir)
+    root = domain_dir.parent if landing_root is None else Path(landing_root)
+    allowed = (Path(os.path.realpath(root)), Path(os.path.realpath(domain_dir)))
+    found: dict[str, Path] = {}
+    refused: dict[str, str] = {}
+    visited: set[str] = set()
+    linked_dirs: list[tuple[str, Path]] = []
+
+    def walk(folder: Path, prefix: str) -> None:
+        real = os.path.realpath(folder)
+        if real in visited:
+            refused[prefix.rstrip("/")] = (f"folder {path_name(real)} is read already through "
+                                           "another path (a symlink loop or a duplicate); skipped")
+            return
+        visited.add(real)
+        try:
+            entries = sorted(os.scandir(folder), key=lambda entry: entry.name)
+        except OSError as error:
+            refused[prefix.rstrip("/") or "."] = f"cannot list folder: {_os_error(error)}"
+            return
+        for entry in entries:
+            name, path = prefix + entry.name, Path(entry.path)
+            if entry.name.startswith(".") or (entry.name.endswith(_PARTIAL_ENDINGS)
+                                             or (not prefix and entry.name in SETTINGS_NAMES)):
+                continue
+            if path_name(entry.name) != entry.name:  # callers hash names as UTF-8
+                refused[path_name(name)] = "name is not valid UTF-8; rename it to be read"
+            elif entry.is_symlink():
+                follow(path, name)
+            elif entry.is_dir(follow_symlinks=False):
+                walk(path, name + "/")
+            elif entry.is_file(follow_symlinks=False):
+                found[name] = path
+            else:
+                refused[name] = "not a regular file (a FIFO, socket or device); not read"
+
+    def follow(link: Path, name: str) -> None:
+        try:
+            target = link.resolve(strict=True)
+        except (OSError, RuntimeError):  # missing target, or a loop of links (RuntimeError < 3.13)
+            refused[name] = f"broken symlink to {path_name(os.readlink(link))}"
+            return
+        if not any(target.is_relative_to(base) for base in allowed):
+            refused[name] = f"symlink to {path_name(str(target))} points outside the landing root; refused"
+        elif target.is_dir():
+            linked_dirs.append((name, link))
+        elif target.is_file():
+            found[name] = link
+        else:
+            refused[name] = "symlink to something that is not a regular file; not read"
+
+    walk(domain_dir, "")
+    while linked_dirs:
+        name, link = linked_dirs.pop(0)
+        walk(link, name + "/")
+    return DomainListing([found[name] for name in sorted(found)], sorted(refused.items()))
 
 
-def read_domain(domain_dir: Path) -> ReadResult:
+def read_domain(domain_dir: Path, landing_root: Path | None = None) -> ReadResult:
     """Read every data file of one domain folder; raise only if there is nothing to read."""
     domain_dir = Path(domain_dir)
     if not domain_dir.is_dir():
         raise FileNotFoundError(f"domain folder {domain_dir} does not exist or is not a folder")
-    paths = list_domain_files(domain_dir)
-    if not paths:
+    listing = scan_domain_files(domain_dir, landing_root)
+    if not listing.paths and not listing.refused:
         raise ValueError(f"domain folder {domain_dir} holds no data files "
                          f"(supported: {', '.join(SUPPORTED_SUFFIXES)})")
     rows: Rows = []
-    quarantine: Rows = []
-    files = [path.relative_to(domain_dir).as_posix() for path in paths]
-    for path, name in zip(paths, files):
+    quarantine: Rows = [{"source_file": name, "line": 0, "reason": printable(reason), "snippet": ""}
+                        for name, reason in listing.refused]
+    files = [path.relative_to(domain_dir).as_posix() for path in listing.paths]
+    empty = []
+    for path, name in zip(listing.paths, files):
         file_rows, file_quarantine = read_file(path, name)
+        if not file_rows and not file_quarantine:
+            empty.append(name)
         rows.extend(file_rows)
         quarantine.extend(file_quarantine)
-    return ReadResult(_frame(rows, ROW_SCHEMA), _frame(quarantine, QUARANTINE_SCHEMA), files)
+    return ReadResult(_frame(rows, ROW_SCHEMA), _frame(quarantine, QUARANTINE_SCHEMA), files,
+                      sorted(empty))
 
 
 def read_file(path: Path, relative_name: str) -> tuple[Rows, Rows]:
     """(rows, quarantine) of one file as dicts keyed like ROW_SCHEMA / QUARANTINE_SCHEMA.
 
-    `line` is the physical start line for .jsonl and .csv (header = line 1), the 1-based element
-    for a .json array (1 for a single object), the 1-based row for .parquet, 1 for .txt.
+    `line` is the physical start line for .jsonl and .csv (header = line 1; LF, CRLF and lone CR
+    each end a line), the 1-based element for a .json array (1 for a single object; the file line
+    for a .json that cannot be read through), the 1-based row for .parquet, 1 for .txt.
     """
     out = _Collector(relative_name)
     suffix = path.suffix.lower()
@@ -118,11 +194,18 @@ def read_file(path: Path, relative_name: str) -> tuple[Rows, Rows]:
                    "")
         return out.rows, out.quarantine
     try:
-        data = path.read_bytes()
+        info = path.stat()
+        if not stat.S_ISREG(info.st_mode):  # checked before open: opening a FIFO blocks
+            out.reject(0, "not a regular file (a FIFO, socket or device); not read", "")
+        elif info.st_size:
+            with path.open("rb") as stream:
+                start = open_text(stream) if suffix != ".parquet" else TextStart("", 0)
+                if start.refusal:
+                    out.reject(1 if suffix == ".txt" else 0, start.refusal, start.head)
+                else:
+                    reader(stream, out, info.st_size, start.codec, start.bom)
     except OSError as error:
-        out.reject(0, f"cannot read file: [Errno {error.errno}] {error.strerror}", "")
-        return out.rows, out.quarantine
-    reader(data, out)
+        out.reject(0, f"cannot read file: {_os_error(error)}", "")
     return out.rows, out.quarantine
 
 
@@ -134,19 +217,28 @@ class _Collector:
         self.rows: Rows = []
         self.quarantine: Rows = []
 
-    def reject(self, line: int, reason: str, snippet: str) -> None:
+    def reject(self, line: int, reason: str, raw: str | bytes) -> None:
         self.quarantine.append({"source_file": self.source_file, "line": line,
-                                "reason": reason, "snippet": snippet[:_SNIPPET]})
+                                "reason": printable(reason)[:_REASON_CHARS], "snippet": snippet(raw)})
 
-    def add(self, line: int, obj: Any, snippet: Callable[[], str]) -> None:
+    def add(self, line: int, obj: Any, raw: Callable[[], str]) -> None:
         # The snippet is built lazily: serialising every good record would double the cost.
         parsed = parse_record(obj)
         if isinstance(parsed, str):
-            self.reject(line, parsed, snippet())
-        else:
-            kind, roles, contents = parsed
-            self.rows.append({"source_file": self.source_file, "line": line,
-                              "kind": kind, "roles": roles, "contents": contents})
+            self.reject(line, parsed, raw())
+            return
+        kind, roles, contents = parsed
+        size = sum(map(len, contents))
+        if size > MAX_RECORD_BYTES:  # parquet and csv cells are not capped by a line reader
+            self.reject(line, f"record of {size} characters exceeds the "
+                              f"{format_limit(MAX_RECORD_BYTES)} record limit", raw())
+            return
+        self.rows.append({"source_file": self.source_file, "line": line,
+                          "kind": kind, "roles": roles, "contents": contents})
+
+    def clear(self) -> None:
+        self.rows.clear()
+        self.quarantine.clear()
 
 
 def _frame(records: Rows, schema: pl.Schema) -> pl.DataFrame:
@@ -154,150 +246,166 @@ def _frame(records: Rows, schema: pl.Schema) -> pl.DataFrame:
 
 
 def _dump(obj: Any) -> str:
-    return json.dumps(obj, ensure_ascii=False, default=str)
+    try:
+        return json.dumps(obj, ensure_ascii=False, default=str)
+    except (RecursionError, ValueError):  # nested deeper than json can write, or a huge integer
+        return f"<{type(obj).__name__} that cannot be shown>"
 
 
-def _strip_bom(data: bytes) -> tuple[bytes, int]:
-    """Drop a leading UTF-8 BOM; also return its length so byte offsets stay file offsets."""
-    return (data[len(_BOM):], len(_BOM)) if data.startswith(_BOM) else (data, 0)
+def _os_error(error: OSError) -> str:
+    return f"[Errno {error.errno}] {error.strerror}"
 
 
-def _read_jsonl(data: bytes, out: _Collector) -> None:
-    data, offset = _strip_bom(data)
-    # Split bytes, not text: each line decodes on its own, so one bad byte costs one line, and
-    # U+2028 inside a string (which str.splitlines treats as a break) stays part of its record.
-    for number, raw in enumerate(data.split(b"\n"), start=1):
-        raw = raw.removesuffix(b"\r")  # CRLF files
+def _read_jsonl(stream: BinaryIO, out: _Collector, size: int, codec: str, bom: int) -> None:
+    limit = MAX_RECORD_BYTES
+    # Lines are bytes until they pass the size cap; each decodes on its own, so one bad byte costs
+    # one line, and U+2028 inside a string (which str.splitlines treats as a break) stays put.
+    for line in iter_lines(utf8_stream(stream, codec), limit):
+        number, raw = line.number, line.data
+        if raw is None:
+            out.reject(number, f"line of {line.size} bytes exceeds the {format_limit(limit)} "
+                               "record limit", line.head)
+            continue
         if not raw.strip():
             continue  # blank lines are layout, not records
-        snippet = raw.decode("utf-8", errors="replace")
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as error:
-            at = error.start + (offset if number == 1 else 0)
-            out.reject(number, f"invalid UTF-8 at byte {at} of the line", snippet)
+            out.reject(number, undecodable_line(raw, error, codec, bom if number == 1 else 0), raw)
+            continue
+        if (nul := text.find("\x00")) >= 0:  # json would call it an invalid control character
+            out.reject(number, f"NUL byte at column {nul + 1}", text)
             continue
         try:
             obj = json.loads(text)
-        except json.JSONDecodeError as error:
-            out.reject(number, f"invalid JSON: {error.msg} at column {error.colno}", snippet)
+        except (ValueError, RecursionError) as error:  # ValueError covers JSONDecodeError
+            out.reject(number, json_error(error), text)
             continue
-        out.add(number, obj, lambda: snippet)
+        out.add(number, obj, lambda: text)
 
 
-def _read_json(data: bytes, out: _Collector) -> None:
-    text = _decode_whole(data, out)
-    if text is None:
+def _read_json(stream: BinaryIO, out: _Collector, size: int, codec: str, bom: int) -> None:
+    try:
+        for number, element in iter_json_values(iter_text(stream, codec, bom), MAX_RECORD_BYTES):
+            out.add(number, element, lambda element=element: _dump(element))
+    except (JsonStop, DecodeFailure) as stop:
+        # A .json that cannot be read to its end stays one row, as when it was parsed whole: what
+        # follows the damage cannot be counted, and keeping what precedes it would make a cut
+        # upload look healthy.
+        reason = stop.reason
+        if isinstance(stop, JsonStop) and stop.oversized == "the JSON value":
+            reason = f"file of {size} bytes exceeds the {format_limit(MAX_RECORD_BYTES)} record limit"
+        out.clear()
+        out.reject(stop.line, reason, stop.snippet)
+
+
+def _read_txt(stream: BinaryIO, out: _Collector, size: int, codec: str, bom: int) -> None:
+    # The file is one document, so every row it gives is line 1.
+    if size - bom > MAX_RECORD_BYTES:
+        out.reject(1, f"file of {size} bytes exceeds the {format_limit(MAX_RECORD_BYTES)} "
+                      "record limit", stream.read(HEAD_BYTES).decode(codec, "replace"))
         return
     try:
-        value = json.loads(text)
-    except json.JSONDecodeError as error:
-        # json counts lines by "\n" only; str.splitlines would also split on U+2028 and drift.
-        bad_line = text.split("\n")[error.lineno - 1]
-        out.reject(error.lineno, f"invalid JSON: {error.msg} at line {error.lineno} "
-                                 f"column {error.colno}", bad_line)
+        text = "".join(iter_text(stream, codec, bom))
+    except DecodeFailure as failure:
+        out.reject(1, failure.reason, failure.snippet)
         return
-    elements = value if isinstance(value, list) else [value]
-    for number, element in enumerate(elements, start=1):
-        out.add(number, element, lambda element=element: _dump(element))
+    if not text and bom:
+        return  # a byte-order mark alone is as empty as a 0-byte file
+    if (nul := text.find("\x00")) >= 0:
+        line_start = text.rfind("\n", 0, nul) + 1
+        out.reject(1, f"NUL byte at line {text.count(chr(10), 0, line_start) + 1} "
+                      f"column {nul - line_start + 1}", text[line_start:])
+        return
+    out.add(1, {"text": text}, lambda: text)
 
 
-def _read_txt(data: bytes, out: _Collector) -> None:
-    text = _decode_whole(data, out, line=1)  # the file is one document: always line 1
-    if text is not None:
-        out.add(1, {"text": text}, lambda: text)
-
-
-def _decode_whole(data: bytes, out: _Collector, line: int | None = None) -> str | None:
-    """Strict UTF-8 of a whole-file format; on failure one quarantine row for the file, at `line`
-    or else at the line holding the bad byte, with that line as the snippet."""
-    body, offset = _strip_bom(data)
-    try:
-        return body.decode("utf-8")
-    except UnicodeDecodeError as error:
-        begin = body.rfind(b"\n", 0, error.start) + 1
-        end = body.find(b"\n", error.start)
-        snippet = body[begin:end if end >= 0 else len(body)].decode("utf-8", errors="replace")
-        out.reject(line or body.count(b"\n", 0, error.start) + 1,
-                   f"invalid UTF-8 at byte {error.start + offset} of the file", snippet)
-        return None
-
-
-def _read_csv(data: bytes, out: _Collector) -> None:
-    # surrogateescape keeps undecodable bytes as lone surrogates, so the parse goes on and only the
-    # rows that hold them are quarantined (a strict decode would lose the whole file).
-    text = data.decode("utf-8-sig", errors="surrogateescape")
-    # Documents longer than csv's default 128 KiB field limit are normal for a text corpus.
-    csv.field_size_limit(max(csv.field_size_limit(), 2**31 - 1))
-    reader = csv.reader(io.StringIO(text, newline=""))
+def _read_csv(stream: BinaryIO, out: _Collector, size: int, codec: str, bom: int) -> None:
+    limit = MAX_RECORD_BYTES
+    # The feed caps rows; csv's own field cap (128 KiB by default) would refuse normal documents.
+    csv.field_size_limit(max(csv.field_size_limit(), limit + 1))
+    feed = RowFeed(iter_lines(utf8_stream(stream, codec), limit), limit)
+    # strict: a stray quote is an error on its row instead of silently merging the following rows.
+    reader = csv.reader(feed, strict=True)
     header: list[str] | None = None
     while True:
-        start = reader.line_num + 1  # line_num counts physical lines consumed so far
+        feed.start_row()
         try:
             cells = next(reader)
         except StopIteration:
             return
-        except csv.Error as error:
-            # The reader cannot resynchronise after a malformed row: the rest is one record.
-            out.reject(start, f"invalid CSV: {error}", "")
-            return
+        except (RowTooLarge, csv.Error) as error:
+            start, head = feed.row_start, feed.row_head
+            reason = str(error) if isinstance(error, RowTooLarge) else f"invalid CSV: {error}"
+            if header is None or feed.last != start:
+                # Inside a multi-line row csv cannot find the next row start: the rest is one record.
+                out.reject(0 if header is None else start,
+                           reason + "; the rest of the file is not read", head)
+                return
+            out.reject(start, reason, head)
+            continue
+        start = feed.row_start
         if not cells or not any(cell.strip() for cell in cells):
             continue
-        snippet = ",".join(cells).encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+        raw = ",".join(cells)
         if header is None:
             header = [cell.strip() for cell in cells]
             if not set(header) & set(SHAPE_COLUMNS):
-                out.reject(0, _no_columns_reason(header), snippet)
+                out.reject(0, _no_columns_reason(header), raw)
                 return
             continue
         if len(cells) != len(header):
-            out.reject(start, f"row has {len(cells)} fields, header has {len(header)}", snippet)
+            out.reject(start, f"row has {len(cells)} fields, header has {len(header)}", raw)
             continue
-        bad = [name for name, cell in zip(header, cells) if _SURROGATE.search(cell)]
+        bad = next((reason for name, cell in zip(header, cells) if name in _ALL_COLUMNS
+                    and (reason := invalid_cell(name, cell, codec))), None)
         if bad:
-            out.reject(start, f"invalid UTF-8 in column '{bad[0]}'", snippet)
+            out.reject(start, bad, raw)
             continue
         # csv cannot tell an empty cell from a missing value; treating it as missing lets one file
         # mix text rows and instruction rows.
         record = {name: (cell if cell != "" else None)
                   for name, cell in zip(header, cells) if name in _ALL_COLUMNS}
-        _add_tabular(start, record, out, lambda: snippet)
+        _add_tabular(start, record, out, lambda: raw)
 
 
-def _read_parquet(data: bytes, out: _Collector) -> None:
+def _read_parquet(stream: BinaryIO, out: _Collector, size: int, codec: str, bom: int) -> None:
     try:
-        frame = pl.read_parquet(io.BytesIO(data))
-    except (OSError, pl.exceptions.PolarsError) as error:
-        out.reject(0, f"unreadable parquet: {error}", "")
+        columns = pl.read_parquet_schema(stream).names()
+        if not set(columns) & set(SHAPE_COLUMNS):
+            out.reject(0, _no_columns_reason(columns), "")
+            return
+        stream.seek(0)
+        # Only the payload columns are read: ids, embeddings and metadata are ignored anyway.
+        frame = pl.read_parquet(stream, columns=[c for c in columns if c in _ALL_COLUMNS])
+    except (OSError, ValueError, pl.exceptions.PolarsError, pl.exceptions.PanicException) as error:
+        # PanicException (a BaseException) is how polars reports some corrupt pages.
+        out.reject(0, f"unreadable parquet: {str(error).strip().splitlines()[0][:300]}", "")
         return
-    if not set(frame.columns) & set(SHAPE_COLUMNS):
-        out.reject(0, _no_columns_reason(frame.columns), "")
-        return
-    # Only the payload columns are converted: ids, embeddings and metadata are ignored anyway.
-    frame = frame.select([c for c in frame.columns if c in _ALL_COLUMNS])
     for number, record in enumerate(frame.iter_rows(named=True), start=1):
         _add_tabular(number, record, out, lambda record=record: _dump(record))
 
 
-def _add_tabular(line: int, record: dict, out: _Collector, snippet: Callable[[], str]) -> None:
+def _add_tabular(line: int, record: dict, out: _Collector, raw: Callable[[], str]) -> None:
     """csv/parquet rows: chat columns may hold JSON text rather than nested values."""
     for name in _JSON_COLUMNS:
         if isinstance(record.get(name), str):
             try:
                 record[name] = json.loads(record[name])
-            except json.JSONDecodeError as error:
-                out.reject(line, f"{name}: invalid JSON: {error.msg} at column {error.colno}",
-                           snippet())
+            except (ValueError, RecursionError) as error:
+                out.reject(line, f"{name}: {json_error(error)}", raw())
                 return
-    out.add(line, record, snippet)
+    out.add(line, record, raw)
 
 
 def _no_columns_reason(columns: list[str]) -> str:
-    return (f"no recognised column: found {list(columns)[:20]}; "
+    shown = [name[:40] for name in list(columns)[:20]]
+    return (f"no recognised column: found {shown}; "
             "expected text, messages, conversations or instruction/output")
 
 
-_READERS: dict[str, Callable[[bytes, _Collector], None]] = {
+# Each reader gets the open file after its byte-order mark, its size, the codec and BOM length.
+_READERS: dict[str, Callable[[BinaryIO, _Collector, int, str, int], None]] = {
     ".jsonl": _read_jsonl, ".json": _read_json, ".csv": _read_csv,
     ".parquet": _read_parquet, ".txt": _read_txt,
 }

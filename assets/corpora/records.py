@@ -13,11 +13,17 @@ Every other key is ignored: real corpora carry ids, sources and scores next to t
 `parse_record(obj)` returns a `Record` (a NamedTuple, so it also unpacks as the plain
 `(kind, roles, contents)` tuple) on success and a `str` reason on failure; callers test with
 `isinstance(result, str)`. Contents are returned verbatim (no stripping): cleaning is a later
-stage and must be able to see exactly what landed.
+stage and must be able to see exactly what landed. Two exceptions, both about validity rather than
+cleanliness: a string holding a NUL character or a lone surrogate (a JSON "\\u0000" / "\\ud800"
+escape) is rejected, because neither belongs in training text and polars cannot store the second;
+and a message content given as OpenAI-style parts ([{"type": "text", "text": ...}]) is accepted
+when every part is text, the parts joined with "\\n" (a line break keeps separate parts apart
+without inventing words); image, audio or other parts are rejected, since only text is trained on.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any, NamedTuple
 
 KINDS = ("text", "chat", "instruction")
@@ -27,6 +33,8 @@ CHAT_ROLES = ("system", "user", "assistant")
 # because converters in the wild mix the two vocabularies.
 _SHAREGPT_ROLES = {"system": "system", "human": "user", "gpt": "assistant",
                    "user": "user", "assistant": "assistant"}
+_INVALID_CHAR = re.compile("[\x00\ud800-\udfff]")
+_PART_JOINER = "\n"
 
 
 class Record(NamedTuple):
@@ -50,6 +58,27 @@ def _blank(value: str) -> bool:
     return not value.strip()
 
 
+def _show(value: Any, limit: int = 40) -> str:
+    """User data quoted in a reason: short, and without characters that break the report."""
+    text = str(value)
+    text = text[:limit] + ("..." if len(text) > limit else "")
+    return text.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\x00")
+
+
+def _invalid_char(name: str, value: str) -> str | None:
+    """Reason when `value` holds a NUL or a lone surrogate, else None."""
+    # Fast path first: str.isascii() is O(1) in CPython and "in" is a memchr, a regex is neither.
+    if "\x00" not in value and value.isascii():
+        return None
+    match = _INVALID_CHAR.search(value)
+    if match is None:
+        return None
+    position = match.start() + 1
+    if match.group() == "\x00":
+        return f"{name} contains a NUL character at position {position}"
+    return f"{name} contains an unpaired surrogate U+{ord(match.group()):04X} at position {position}"
+
+
 def parse_record(obj: Any) -> Record | str:
     """Classify and validate one record; a `str` result is the quarantine reason."""
     if not isinstance(obj, dict):
@@ -68,7 +97,7 @@ def parse_record(obj: Any) -> Record | str:
         return _parse_instruction(obj)
     if shape == "text":
         return _parse_text(obj.get("text"))
-    keys = list(obj)[:10]  # enough to recognise the source, bounded for the report
+    keys = [_show(key) for key in list(obj)[:10]]  # enough to recognise the source, bounded
     return (f"unrecognised record shape: keys {keys}; "
             "expected text, messages or instruction/output")
 
@@ -90,7 +119,7 @@ def _parse_text(text: Any) -> Record | str:
         return f"text must be a string, got {type_name(text)}"
     if _blank(text):
         return "empty text"
-    return Record("text", ["text"], [text])
+    return _invalid_char("text", text) or Record("text", ["text"], [text])
 
 
 def _parse_instruction(obj: dict) -> Record | str:
@@ -104,6 +133,9 @@ def _parse_instruction(obj: dict) -> Record | str:
             return f"empty {name}"
     if extra is not None and not isinstance(extra, str):
         return f"input must be a string, got {type_name(extra)}"
+    for name, value in (("instruction", instruction), ("input", extra or ""), ("output", output)):
+        if reason := _invalid_char(name, value):
+            return reason
     # The input is context for the instruction; a blank one would only add a dangling "\n\n".
     prompt = instruction + ("\n\n" + extra if extra and not _blank(extra) else "")
     return Record("instruction", ["user", "assistant"], [prompt, output])
@@ -145,12 +177,36 @@ def _parse_message(message: Any) -> tuple[str, str] | str:
         return f"{role_key} must be a string, got {type_name(role)}"
     if uses_sharegpt:
         if role not in _SHAREGPT_ROLES:
-            return f"from '{role}' is not one of system/human/gpt"
+            return f"from '{_show(role)}' is not one of system/human/gpt"
         role = _SHAREGPT_ROLES[role]
     elif role not in CHAT_ROLES:
-        return f"role '{role}' is not one of system/user/assistant"
+        return f"role '{_show(role)}' is not one of system/user/assistant"
     if content is None:
         return f"missing {content_key}"
-    if not isinstance(content, str):
-        return f"{content_key} must be a string, got {type_name(content)}"
-    return role, content
+    if isinstance(content, list) and not uses_sharegpt:
+        content, reason = _join_parts(content)
+        if reason:
+            return reason
+    elif not isinstance(content, str):
+        also = "" if uses_sharegpt else " or a list of text parts"
+        return f"{content_key} must be a string{also}, got {type_name(content)}"
+    return _invalid_char(content_key, content) or (role, content)
+
+
+def _join_parts(parts: list) -> tuple[str, str | None]:
+    """OpenAI-style content parts as (one text, None), or ("", the reason they cannot be)."""
+    if not parts:
+        return "", "content is an empty list of parts"
+    texts = []
+    for number, part in enumerate(parts, start=1):
+        if not isinstance(part, dict):
+            return "", f"content part {number} must be an object, got {type_name(part)}"
+        kind = part.get("type")
+        if kind != "text":
+            shown = "no type" if kind is None else f"type '{_show(kind)}'"
+            return "", f"content part {number} has {shown}; only text parts can be trained on"
+        text = part.get("text")
+        if not isinstance(text, str):
+            return "", f"content part {number}: text must be a string, got {type_name(text)}"
+        texts.append(text)
+    return _PART_JOINER.join(texts), None

@@ -218,14 +218,14 @@ def test_unsupported_suffix_is_one_row(tmp_path):
 
 def test_unreadable_file_is_one_row(tmp_path, monkeypatch):
     path = write(tmp_path, "a.jsonl", jsonl({"text": "a"}))
-    original = Path.read_bytes
+    original = Path.open
 
-    def deny(self):
+    def deny(self, *args, **kwargs):
         if self == path:
             raise PermissionError(13, "Permission denied")
-        return original(self)
+        return original(self, *args, **kwargs)
 
-    monkeypatch.setattr(Path, "read_bytes", deny)
+    monkeypatch.setattr(Path, "open", deny)
     rows, quarantine = read_file(path, "a.jsonl")
     assert rows == []
     assert quarantine == [{"source_file": "a.jsonl", "line": 0,

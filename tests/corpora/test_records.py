@@ -86,7 +86,8 @@ def test_null_keys_do_not_pick_the_shape():
     ({"messages": [{"role": "user", "content": "q"}, {"role": "bot", "content": "a"}]},
      "message 2: role 'bot' is not one of system/user/assistant"),
     ({"messages": [{"role": 1, "content": "q"}]}, "message 1: role must be a string, got int"),
-    ({"messages": [{"role": "user", "content": 5}]}, "message 1: content must be a string, got int"),
+    ({"messages": [{"role": "user", "content": 5}]},
+     "message 1: content must be a string or a list of text parts, got int"),
     ({"messages": [{"role": "user"}]}, "message 1: missing content"),
     ({"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": " "}]},
      "message 2: empty assistant content"),
@@ -98,3 +99,45 @@ def test_null_keys_do_not_pick_the_shape():
 ])
 def test_rejections_name_the_problem(obj, reason):
     assert parse_record(obj) == reason
+
+
+def test_openai_content_parts_are_joined():
+    record = parse_record({"messages": [
+        {"role": "user", "content": [{"type": "text", "text": "Look:"}, {"type": "text", "text": "why?"}]},
+        {"role": "assistant", "content": [{"type": "text", "text": "Because."}]},
+    ]})
+    assert record == Record("chat", ["user", "assistant"], ["Look:\nwhy?", "Because."])
+
+
+@pytest.mark.parametrize("content, reason", [
+    ([], "message 1: content is an empty list of parts"),
+    (["hi"], "message 1: content part 1 must be an object, got string"),
+    ([{"type": "text", "text": "a"}, {"type": "image_url", "image_url": {"url": "x"}}],
+     "message 1: content part 2 has type 'image_url'; only text parts can be trained on"),
+    ([{"text": "a"}], "message 1: content part 1 has no type; only text parts can be trained on"),
+    ([{"type": "text", "text": 3}], "message 1: content part 1: text must be a string, got int"),
+])
+def test_content_parts_that_are_not_text(content, reason):
+    chat = [{"role": "user", "content": content}, {"role": "assistant", "content": "a"}]
+    assert parse_record({"messages": chat}) == reason
+
+
+@pytest.mark.parametrize("obj, reason", [
+    ({"text": "a\x00b"}, "text contains a NUL character at position 2"),
+    ({"text": "ab\ud800"}, "text contains an unpaired surrogate U+D800 at position 3"),
+    ({"instruction": "i", "input": "\x00", "output": "o"}, "input contains a NUL character at position 1"),
+    ({"instruction": "i", "output": "o\udfff"}, "output contains an unpaired surrogate U+DFFF at position 2"),
+    ({"messages": [{"role": "user", "content": "q\x00"}, {"role": "assistant", "content": "a"}]},
+     "message 1: content contains a NUL character at position 2"),
+    ({"conversations": [{"from": "human", "value": "q"}, {"from": "gpt", "value": "\ud83d"}]},
+     "message 2: value contains an unpaired surrogate U+D83D at position 1"),
+])
+def test_nul_and_lone_surrogates_are_rejected(obj, reason):
+    assert parse_record(obj) == reason
+
+
+def test_user_data_in_reasons_is_short_and_printable():
+    reason = parse_record({"messages": [{"role": "x" * 100 + "\x00", "content": "q"}]})
+    assert reason == f"message 1: role '{'x' * 40}...' is not one of system/user/assistant"
+    reason = parse_record({"k\x00\ud800": 1})
+    assert reason.startswith("unrecognised record shape: keys ['k\\\\x00\\\\ud800']")
