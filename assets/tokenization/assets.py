@@ -6,7 +6,7 @@ import polars as pl
 from assets.common.atomic import atomic_directory
 from assets.common.domain_settings import effective_config
 from assets.partitions import domain_partitions
-from assets.tokenization.tokenizing import TokenizationConfig, tokenize_corpus
+from assets.tokenization.tokenizing import TokenizationConfig, round_trip_failures, tokenize_corpus
 from assets.training.loading import load_tokenizer
 from resources.landing import LandingZone
 from resources.lineage import logical_version, published, require_passed_checks, reuse_if_unchanged, upstream_path
@@ -28,6 +28,8 @@ class TokenizationRunConfig(dg.Config, TokenizationConfig):
                           description="No example is left without a supervised (assistant/text) token."),
         dg.AssetCheckSpec("truncation_below_limit", asset="training_dataset",
                           description="The share of truncated chat examples stays below max_truncated_share."),
+        dg.AssetCheckSpec("chat_template_round_trip", asset="training_dataset", blocking=True,
+                          description="Sample chat examples decode back to their rendered text and end with EOS."),
     ],
 )
 def training_dataset(context: dg.AssetExecutionContext, config: TokenizationRunConfig, landing: LandingZone, artifacts: ArtifactStore) -> dg.MaterializeResult:
@@ -50,6 +52,7 @@ def training_dataset(context: dg.AssetExecutionContext, config: TokenizationRunC
         tokenized.train.save_to_disk(str(staging / "train"))
         tokenized.eval.save_to_disk(str(staging / "eval"))
     stats = tokenized.stats
+    checked, mismatches = round_trip_failures(clean, tokenizer, settings)
     examples = stats["train_examples"] + stats["eval_examples"] + stats["unsupervised_examples"]
     truncated_share = stats["truncated_examples"] / max(examples, 1)
     checks = [
@@ -66,6 +69,14 @@ def training_dataset(context: dg.AssetExecutionContext, config: TokenizationRunC
             severity=dg.AssetCheckSeverity.WARN,
             description=f"{stats['truncated_examples']} of {examples} examples truncated "
             f"({truncated_share:.1%}, limit {settings.max_truncated_share:.0%})",
+        ),
+        dg.AssetCheckResult(
+            check_name="chat_template_round_trip",
+            passed=not mismatches,
+            severity=dg.AssetCheckSeverity.ERROR,
+            description=f"{checked - len(mismatches)} of {checked} sampled chat examples decode back to their "
+            "rendered text and end with EOS" + (f"; first failure {mismatches[0]}" if mismatches else ""),
+            metadata={"failures": dg.MetadataValue.json(mismatches[:10])},
         ),
     ]
     metadata = {"path": dg.MetadataValue.path(str(location)), **stats, "truncated_share": truncated_share,

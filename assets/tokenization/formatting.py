@@ -109,3 +109,24 @@ def encode_record(
     if kind == "text":
         return encode_text(tokenizer, "\n\n".join(contents), max_seq_len)
     return [encode_chat(tokenizer, roles, contents, max_seq_len)]
+
+
+def round_trip_mismatch(tokenizer: Any, roles: list[str], contents: list[str], max_seq_len: int) -> str | None:
+    """Why a chat example does not decode back to its rendered text ending in EOS, or None.
+
+    Catches tokenizers whose piecewise encoding changes the text (merges across the prompt/answer
+    boundary, added or dropped spaces) and templates that do not end a conversation with EOS.
+    """
+    example = encode_chat(tokenizer, roles, contents, max_seq_len)
+    if example.truncated:
+        return None  # cut on purpose; the truncation check reports it
+    rendered = "".join(text for text, _ in render_segments(tokenizer, roles, contents))
+    if not rendered.endswith(tokenizer.eos_token):
+        rendered += tokenizer.eos_token
+    decoded = tokenizer.decode(example.input_ids, skip_special_tokens=False)
+    if example.input_ids[-1] != tokenizer.eos_token_id:
+        return "does not end with the end-of-sequence token"
+    if decoded != rendered:
+        at = next((i for i, (a, b) in enumerate(zip(decoded, rendered)) if a != b), min(len(decoded), len(rendered)))
+        return f"decodes differently from its rendered text at character {at}: {decoded[at:at + 30]!r} vs {rendered[at:at + 30]!r}"
+    return None

@@ -12,9 +12,10 @@ from typing import Any
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field
 
-from assets.tokenization.formatting import encode_record
+from assets.tokenization.formatting import encode_record, round_trip_mismatch
 
 _QUANTILES = (0.5, 0.9, 0.99)
+ROUND_TRIP_SAMPLES = 32  # chat examples decoded back per domain: enough to catch a broken template
 
 
 class TokenizationConfig(BaseModel):
@@ -118,3 +119,14 @@ def _stats(columns: dict, rows: int, truncated: int, unsupervised: int, windowed
     for q in _QUANTILES:
         stats[f"length_p{int(q * 100)}"] = float(lengths.quantile(q, interpolation="nearest"))
     return stats
+
+
+def round_trip_failures(clean: pl.DataFrame, tokenizer: Any, config: TokenizationConfig) -> tuple[int, list[str]]:
+    """Decode the first chat/instruction examples back; (how many checked, failures with provenance)."""
+    chats = clean.filter(pl.col("kind") != "text").head(ROUND_TRIP_SAMPLES)
+    failures = []
+    for row in chats.iter_rows(named=True):
+        reason = round_trip_mismatch(tokenizer, row["roles"], row["contents"], config.max_seq_len)
+        if reason:
+            failures.append(f"{row['source_file']}:{row['line']}: {reason}")
+    return chats.height, failures
