@@ -110,5 +110,7 @@ def _clean_metadata(location, raw: pl.DataFrame, result, settings: CleaningConfi
         "rows_filtered": result.filtered.height,
         **{f"filtered_{name}": count for name, count in result.counts.items()},
         "characters": int(result.clean["n_chars"].sum() or 0),
+        "pii_replaced": dg.MetadataValue.json(result.pii) if settings.scrub_pii else "scrubbing off",
+        "languages": dg.MetadataValue.json(result.languages) if settings.languages else "not identified",
         "settings": dg.MetadataValue.json(settings.model_dump()),
     }

@@ -7,11 +7,14 @@ are returned too, with the filter's name, so nothing disappears without a trace.
 """
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from assets.quality.language import language_column
+from assets.quality.pii import scrub
 
 # C0 control characters except tab and newline, DEL, and the C1 block: they carry no meaning in
 # training text and some tokenizers map them to unknown tokens.
@@ -19,7 +22,7 @@ _CONTROL_CHARS = r"[\x00-\x08\x0b-\x1f\x7f-\x9f]"
 # Roles whose content is what the model must produce; an empty one leaves nothing to learn.
 _TARGET_ROLES = ("assistant", "text")
 
-FILTERS = ("empty_after_cleaning", "too_short", "too_long", "exact_duplicate")
+FILTERS = ("empty_after_cleaning", "too_short", "too_long", "wrong_language", "exact_duplicate")
 
 
 class CleaningConfig(BaseModel):
@@ -52,6 +55,25 @@ class CleaningConfig(BaseModel):
         True, description="Drop exact duplicates (same roles and cleaned contents)."
     )
 
+    scrub_pii: bool = Field(
+        False,
+        description="Replace e-mail addresses, phone numbers, IP addresses and credential-looking "
+        "strings (API keys, tokens, passwords, private keys) with <EMAIL>, <PHONE>, <IP>, <SECRET>; "
+        "counts by kind in metadata.",
+    )
+    languages: list[str] = Field(
+        default_factory=list,
+        description="Keep only records identified (py3langid, bundled model) as one of these ISO 639-1 "
+        "codes, e.g. [en]; empty keeps every language. Unreliable on texts of a few words.",
+    )
+
+    @model_validator(mode="after")
+    def _languages_are_codes(self) -> "CleaningConfig":
+        bad = [code for code in self.languages if not (len(code) == 2 and code.isascii() and code.islower())]
+        if bad:
+            raise ValueError(f"languages must be ISO 639-1 codes like 'en', got {bad}")
+        return self
+
     @model_validator(mode="after")
     def _bounds_ordered(self) -> "CleaningConfig":
         if self.min_chars > self.max_chars:
@@ -64,6 +86,8 @@ class CleaningResult:
     clean: pl.DataFrame
     filtered: pl.DataFrame  # the input schema plus `filter` (name of the filter that removed it)
     counts: dict[str, int]  # rows removed per filter name, every name in FILTERS present
+    pii: dict[str, int] = field(default_factory=dict)  # matches replaced per kind (when scrubbing)
+    languages: dict[str, int] = field(default_factory=dict)  # records per identified language (when filtering)
 
 
 def _normalise(expr: pl.Expr, form: str) -> pl.Expr:
@@ -92,6 +116,14 @@ def clean_corpus(raw: pl.DataFrame, config: CleaningConfig) -> CleaningResult:
     frame = raw.with_columns(
         pl.col("contents").list.eval(_normalise(pl.element(), config.unicode_form))
     )
+    pii: dict[str, int] = {}
+    if config.scrub_pii:  # before hashing, so duplicates are judged on what will be trained on
+        frame, pii = scrub(frame)
+    languages: dict[str, int] = {}
+    if config.languages:
+        frame = frame.with_columns(language_column(frame))
+        languages = {row[0]: int(row[1]) for row in frame["language"].value_counts(sort=True).iter_rows()}
+    wrong_language = ~pl.col("language").is_in(config.languages) if config.languages else pl.lit(False)
     hashes = [content_hash(r, c) for r, c in zip(frame["roles"].to_list(), frame["contents"].to_list())]
     frame = frame.with_columns(
         pl.Series("content_hash", hashes, dtype=pl.String),
@@ -109,6 +141,8 @@ def clean_corpus(raw: pl.DataFrame, config: CleaningConfig) -> CleaningResult:
         .then(pl.lit("too_short"))
         .when(pl.col("n_chars") > config.max_chars)
         .then(pl.lit("too_long"))
+        .when(wrong_language)
+        .then(pl.lit("wrong_language"))
         .otherwise(None)
         .alias("filter")
     )
@@ -121,7 +155,7 @@ def clean_corpus(raw: pl.DataFrame, config: CleaningConfig) -> CleaningResult:
     clean = frame.filter(pl.col("filter").is_null()).drop("filter").sort(order)
     filtered = frame.filter(pl.col("filter").is_not_null()).sort(order)
     counts = {name: int((filtered["filter"] == name).sum()) for name in FILTERS}
-    return CleaningResult(clean=clean, filtered=filtered, counts=counts)
+    return CleaningResult(clean=clean, filtered=filtered, counts=counts, pii=pii, languages=languages)
 
 
 def _has_empty_target(row: dict) -> bool:
