@@ -14,6 +14,7 @@ import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from assets.quality.language import language_column
+from assets.quality.near_dups import find_near_duplicates
 from assets.quality.pii import scrub
 
 # C0 control characters except tab and newline, DEL, and the C1 block: they carry no meaning in
@@ -22,7 +23,7 @@ _CONTROL_CHARS = r"[\x00-\x08\x0b-\x1f\x7f-\x9f]"
 # Roles whose content is what the model must produce; an empty one leaves nothing to learn.
 _TARGET_ROLES = ("assistant", "text")
 
-FILTERS = ("empty_after_cleaning", "too_short", "too_long", "wrong_language", "exact_duplicate")
+FILTERS = ("empty_after_cleaning", "too_short", "too_long", "wrong_language", "exact_duplicate", "near_duplicate")
 
 
 class CleaningConfig(BaseModel):
@@ -55,6 +56,18 @@ class CleaningConfig(BaseModel):
         True, description="Drop exact duplicates (same roles and cleaned contents)."
     )
 
+    near_dedup: bool = Field(
+        True,
+        description="Drop near-duplicates (MinHash/LSH over character 5-grams), keeping the first in "
+        "landing order. Off: they are kept, but still share one split so none leaks into eval.",
+    )
+    near_dup_threshold: float = Field(
+        0.85,
+        ge=0.5,
+        le=1.0,
+        description="Jaccard similarity of character 5-grams from which two records count as near-"
+        "duplicates. Lower catches looser copies and risks merging merely similar records.",
+    )
     scrub_pii: bool = Field(
         False,
         description="Replace e-mail addresses, phone numbers, IP addresses and credential-looking "
@@ -151,11 +164,26 @@ def clean_corpus(raw: pl.DataFrame, config: CleaningConfig) -> CleaningResult:
     survivors = frame.filter(pl.col("filter").is_null()).sort(order).with_columns(
         pl.when(is_duplicate).then(pl.lit("exact_duplicate")).otherwise(None).alias("filter")
     )
-    frame = pl.concat([frame.filter(pl.col("filter").is_not_null()), survivors]).drop("_empty_target")
+    unique = _near_duplicates(survivors.filter(pl.col("filter").is_null()), config)
+    rejected = [frame.filter(pl.col("filter").is_not_null()), survivors.filter(pl.col("filter").is_not_null())]
+    frame = pl.concat([*rejected, unique], how="diagonal").drop("_empty_target")
     clean = frame.filter(pl.col("filter").is_null()).drop("filter").sort(order)
     filtered = frame.filter(pl.col("filter").is_not_null()).sort(order)
     counts = {name: int((filtered["filter"] == name).sum()) for name in FILTERS}
     return CleaningResult(clean=clean, filtered=filtered, counts=counts, pii=pii, languages=languages)
+
+
+def _near_duplicates(unique: pl.DataFrame, config: CleaningConfig) -> pl.DataFrame:
+    """Cluster near-duplicates among exact-unique rows (landing order). Every row gets the split key
+    of its cluster's first member, so a cluster never straddles train and eval; later members are
+    marked `near_duplicate` when near_dedup is on."""
+    texts = ["\n".join(f"{r}: {c}" for r, c in zip(roles, contents)) for roles, contents in zip(unique["roles"].to_list(), unique["contents"].to_list())]
+    clusters = find_near_duplicates(texts, config.near_dup_threshold)
+    drop = pl.Series(clusters.duplicates & config.near_dedup, dtype=pl.Boolean)
+    return unique.with_columns(
+        unique["content_hash"].gather(clusters.cluster).alias("split_key"),
+        pl.when(drop).then(pl.lit("near_duplicate")).otherwise(None).alias("filter"),
+    )
 
 
 def _has_empty_target(row: dict) -> bool:

@@ -71,7 +71,8 @@ def tokenize_corpus(clean: pl.DataFrame, tokenizer: Any, config: TokenizationCon
     }
     truncated = unsupervised = windowed_docs = 0
     for row in clean.iter_rows(named=True):
-        split = split_of(row["content_hash"], config.eval_fraction, config.split_salt)
+        # Near-duplicates share their cluster's split key, so none sits on the other side of the split.
+        split = split_of(row.get("split_key") or row["content_hash"], config.eval_fraction, config.split_salt)
         examples = encode_record(tokenizer, row["kind"], row["roles"], row["contents"], config.max_seq_len)
         windowed_docs += len(examples) > 1
         for example in examples:

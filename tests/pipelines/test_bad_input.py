@@ -59,7 +59,8 @@ def test_empty_domain_folder_says_so(landing: Path) -> None:
 
 def test_too_few_rows_fail_the_data_check_and_nothing_trains(landing: Path) -> None:
     (landing / "tiny").mkdir()
-    rows = [{"text": f"A short but valid document number {i} about nothing much."} for i in range(5)]
+    topics = ("tides and the moon", "baking sourdough bread", "tuning a violin", "pruning apple trees", "knots for sailing")
+    rows = [{"text": f"A short but valid document about {topic}."} for topic in topics]
     (landing / "tiny" / "docs.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     result, _ = run_domain("tiny")
     checks = {e.check_name: e for e in result.get_asset_check_evaluations()}

@@ -68,7 +68,10 @@ def test_broken_lines_are_quarantined_with_reasons_and_the_rest_trained(chain: d
     rejected = metadata(chain, "quarantined_rows")
     shown = pl.read_parquet(Path(rejected["path"]) / "rejections.parquet").filter(pl.col("stage") == "read")
     assert shown["line"].to_list() == [121, 122, 123] and all(shown["snippet"].str.len_chars() > 0)
-    assert rejected["reconciliation"].startswith("123 rows in = 120 kept + 3 quarantined + 0 filtered")
+    clean = metadata(chain, "clean_corpus")
+    filtered = clean["rows_filtered"]
+    assert filtered == clean["filtered_near_duplicate"] and clean["rows_clean"] == 120 - filtered  # templated samples
+    assert rejected["reconciliation"].startswith(f"123 rows in = {120 - filtered} kept + 3 quarantined + {filtered} filtered")
 
 
 def test_adapter_beats_base_and_loads_with_peft(chain: dict) -> None:

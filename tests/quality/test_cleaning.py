@@ -34,6 +34,8 @@ def frame(rows):
 
 
 def clean(rows, **config):
+    # These tests build near-identical synthetic rows on purpose; near-duplicates have their own tests.
+    config.setdefault("near_dedup", False)
     return clean_corpus(frame(rows), CleaningConfig(**config))
 
 
@@ -113,8 +115,8 @@ def test_n_chars_counts_all_turns_after_cleaning():
 def test_output_schema():
     result = clean([row(LONG_ENOUGH), row("short", line=2)])
     expected = dict(ROW_SCHEMA) | {"content_hash": pl.String, "n_chars": pl.Int64}
-    assert dict(result.clean.schema) == expected
-    assert dict(result.filtered.schema) == expected | {"filter": pl.String}
+    assert dict(result.clean.schema) == expected | {"split_key": pl.String}
+    assert dict(result.filtered.schema) == expected | {"split_key": pl.String, "filter": pl.String}
 
 
 def test_empty_input_gives_empty_outputs_with_schema():
@@ -175,7 +177,7 @@ def test_too_short_and_too_long_with_inclusive_bounds():
     result = clean(rows, min_chars=10, max_chars=20)
     assert result.clean["line"].to_list() == [2, 3, 4]
     assert dict(zip(result.filtered["line"], result.filtered["filter"])) == {1: "too_short", 5: "too_long"}
-    assert result.counts == {"empty_after_cleaning": 0, "too_short": 1, "too_long": 1, "wrong_language": 0, "exact_duplicate": 0}
+    assert result.counts == {"empty_after_cleaning": 0, "too_short": 1, "too_long": 1, "wrong_language": 0, "exact_duplicate": 0, "near_duplicate": 0}
     assert_reconciles(rows, result)
 
 
@@ -245,7 +247,7 @@ def test_turn_boundaries_matter_for_duplicates():
 def test_rows_filtered_for_length_are_not_counted_as_duplicates():
     rows = [row("tiny", line=1), row("tiny", line=2), row(LONG_ENOUGH, line=3)]
     result = clean(rows)
-    assert result.counts == {"empty_after_cleaning": 0, "too_short": 2, "too_long": 0, "wrong_language": 0, "exact_duplicate": 0}
+    assert result.counts == {"empty_after_cleaning": 0, "too_short": 2, "too_long": 0, "wrong_language": 0, "exact_duplicate": 0, "near_duplicate": 0}
     assert_reconciles(rows, result)
 
 
@@ -289,7 +291,7 @@ def test_counts_reconcile_on_a_mixed_corpus():
             rows.append(row([f"Question number {i} here?", "\x00"], line=i))
     result = clean(rows, max_chars=200)
     assert_reconciles(rows, result)
-    assert result.counts == {"empty_after_cleaning": 8, "too_short": 8, "too_long": 8, "wrong_language": 0, "exact_duplicate": 7}
+    assert result.counts == {"empty_after_cleaning": 8, "too_short": 8, "too_long": 8, "wrong_language": 0, "exact_duplicate": 7, "near_duplicate": 0}
     assert len(result.clean) == 9
     assert result.clean["content_hash"].is_unique().all()
     # Every filtered row keeps its provenance and its original kind.
