@@ -79,7 +79,7 @@ def _summary(instance: dg.DagsterInstance, results: dict[str, bool]) -> str:
         value = records[0].asset_materialization.metadata.get(key) if records else None
         return value.value if value is not None else None
 
-    header = f"{'domain':<12} {'kept':>6} {'quarantined':>11} {'train tokens':>12} {'tok/s':>8}  {'eval loss base -> adapter':<26} merged model"
+    header = f"{'domain':<12} {'kept':>6} {'quarantined':>11} {'clean':>6} {'train tokens':>12} {'tok/s':>8}  {'eval loss base -> adapter':<26} merged model"
     lines = [header, "-" * len(header)]
     for domain, ok in results.items():
         base, adapter = meta("adapter_evaluation", domain, "eval_loss_base"), meta("adapter_evaluation", domain, "eval_loss_adapter")
@@ -88,6 +88,7 @@ def _summary(instance: dg.DagsterInstance, results: dict[str, bool]) -> str:
         lines.append(
             f"{domain:<12} {meta('raw_corpus', domain, 'rows_kept') or '-':>6} "
             f"{meta('raw_corpus', domain, 'rows_quarantined') if meta('raw_corpus', domain, 'rows_quarantined') is not None else '-':>11} "
+            f"{meta('clean_corpus', domain, 'rows_clean') or '-':>6} "
             f"{meta('training_dataset', domain, 'train_tokens') or '-':>12} {f'{rate:,.0f}' if rate else '-':>8}  {losses:<26} "
             f"{(meta('merged_model', domain, 'path') if ok else None) or 'not merged (see the run in the UI)'}"
         )
