@@ -19,6 +19,7 @@ from pipelines.definitions import defs
 from pipelines.registration import register_domains
 from pipelines.samples import seed_sample_domains
 from resources.landing import LandingZone
+from resources.lineage import instance_latest_record
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -51,10 +52,10 @@ def main(argv: list[str] | None = None) -> int:
     leaderboard = defs.resolve_implicit_global_asset_job_def().get_subset(asset_selection={dg.AssetKey("domain_leaderboard")})
     _run(leaderboard, None, instance)
     print(_summary(instance, results))
-    board = instance.fetch_materializations(dg.AssetKey("domain_leaderboard"), limit=1).records
+    board = instance_latest_record(instance, "domain_leaderboard", None)
     if board:
         print("\nforgetting matrix (eval loss change against the base, per eval domain):")
-        print(board[0].asset_materialization.metadata["forgetting_matrix"].value)
+        print(board.asset_materialization.metadata["forgetting_matrix"].value)
     print(f"\ndemo wall time {time.perf_counter() - started:.1f}s; DAGSTER_HOME={os.environ['DAGSTER_HOME']}")
     print("see it in the UI: make ui  (then open http://127.0.0.1:3000)")
     return 0 if all(results.values()) else 1
@@ -73,10 +74,8 @@ def _run(job: dg.JobDefinition, partition: str | None, instance: dg.DagsterInsta
 
 def _summary(instance: dg.DagsterInstance, results: dict[str, bool]) -> str:
     def meta(asset: str, domain: str, key: str):
-        records = instance.fetch_materializations(
-            dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=[domain]), limit=1
-        ).records
-        value = records[0].asset_materialization.metadata.get(key) if records else None
+        record = instance_latest_record(instance, asset, domain)
+        value = record.asset_materialization.metadata.get(key) if record else None
         return value.value if value is not None else None
 
     header = f"{'domain':<12} {'kept':>6} {'quarantined':>11} {'clean':>6} {'train tokens':>12} {'tok/s':>8}  {'eval loss base -> adapter':<26} merged model"

@@ -10,6 +10,7 @@ from assets.partitions import domain_partitions
 from pipelines.jobs import base_model_job, domain_finetune_job
 from resources.base_model_source import BaseModelSource
 from resources.landing import LandingZone
+from resources.lineage import instance_latest_record
 
 
 @dg.sensor(
@@ -52,8 +53,6 @@ def landing_zone_sensor(context: dg.SensorEvaluationContext, landing: LandingZon
 
 
 def _ingested_fingerprint(context: dg.SensorEvaluationContext, domain: str) -> str | None:
-    records = context.instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=dg.AssetKey("raw_corpus"), asset_partitions=[domain]), limit=1
-    ).records
-    value = records[0].asset_materialization.metadata.get("landing_fingerprint") if records else None
+    record = instance_latest_record(context.instance, "raw_corpus", domain)
+    value = record.asset_materialization.metadata.get("landing_fingerprint") if record else None
     return value.value if value is not None else None

@@ -4,9 +4,9 @@ import os
 from pathlib import Path
 
 import dagster as dg
-from pydantic import Field
+from pydantic import BaseModel, Field
 
-from assets.common.domain_settings import SETTINGS_FILE, DomainSettingsError, load_domain_settings
+from assets.common.domain_settings import SECTIONS, SETTINGS_FILE, DomainSettingsError, effective_config, load_domain_settings
 from assets.common.domains import InvalidDomainKey, validate_domain_key
 
 DEFAULT_LANDING_DIR = "data/landing"
@@ -41,6 +41,10 @@ class LandingZone(dg.ConfigurableResource):
             return load_domain_settings(self.domain_dir(domain) / SETTINGS_FILE)
         except DomainSettingsError as error:
             raise dg.Failure(f"domain {domain!r}: {error}") from error
+
+    def effective_settings(self, domain: str, section: str, launchpad: BaseModel) -> BaseModel:
+        """What a step uses for this domain: defaults < its domain.yaml section < launchpad changes."""
+        return effective_config(SECTIONS[section], launchpad, self.domain_settings(domain).get(section, {}))
 
     def domain_folders(self) -> tuple[list[str], list[str]]:
         """(valid domain keys, folder names that are not valid keys), both sorted."""

@@ -18,12 +18,17 @@ from assets.common.hashing import json_fingerprint
 DATA_VERSION_TAG = "dagster/data_version"
 
 
-def latest_record(context: dg.AssetExecutionContext, asset: str, partition: str | None) -> dg.EventLogRecord | None:
-    records = context.instance.fetch_materializations(
+def instance_latest_record(instance: dg.DagsterInstance, asset: str, partition: str | None) -> dg.EventLogRecord | None:
+    """The latest materialization record of an asset (partition), from any instance (sensors, scripts)."""
+    records = instance.fetch_materializations(
         dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=[partition] if partition else None),
         limit=1,
     ).records
     return records[0] if records else None
+
+
+def latest_record(context: dg.AssetExecutionContext, asset: str, partition: str | None) -> dg.EventLogRecord | None:
+    return instance_latest_record(context.instance, asset, partition)
 
 
 def latest_materialization(context: dg.AssetExecutionContext, asset: str, partition: str | None) -> dg.AssetMaterialization:

@@ -6,7 +6,6 @@ from pathlib import Path
 import dagster as dg
 
 from assets.common.atomic import atomic_directory
-from assets.common.domain_settings import effective_config
 from assets.evaluation.leaderboard import cross_domain_losses, forgetting_markdown, leaderboard_markdown
 from assets.evaluation.metrics import EvaluationConfig, evaluate_adapter, generations_markdown
 from assets.partitions import domain_partitions
@@ -38,7 +37,7 @@ def adapter_evaluation(
     from datasets import load_from_disk
 
     domain = context.partition_key
-    settings = effective_config(EvaluationConfig, config, landing.domain_settings(domain).get("evaluation", {}))
+    settings = landing.effective_settings(domain, "evaluation", config)
     version = logical_version(context, {"qlora_adapter": True, "training_dataset": True, "base_model": False}, settings.model_dump())
     if reused := reuse_if_unchanged(context, version):
         return reused

@@ -6,7 +6,6 @@ import dagster as dg
 import polars as pl
 
 from assets.common.atomic import atomic_directory
-from assets.common.domain_settings import effective_config
 from assets.partitions import domain_partitions
 from assets.quality.cleaning import CleaningConfig, clean_corpus as clean
 from assets.quality.expectations import CHECKS, run_corpus_checks
@@ -46,7 +45,7 @@ class CleaningRunConfig(dg.Config, CleaningConfig):
     ],
 )
 def clean_corpus(context: dg.AssetExecutionContext, config: CleaningRunConfig, landing: LandingZone, artifacts: ArtifactStore):
-    settings = effective_config(CleaningConfig, config, landing.domain_settings(context.partition_key).get("cleaning", {}))
+    settings = landing.effective_settings(context.partition_key, "cleaning", config)
     versions = {asset: logical_version(context, {"raw_corpus": True}, settings.model_dump(), asset) for asset in ("clean_corpus", "quarantined_rows")}
     reused = {asset: reuse_if_unchanged(context, version, asset) for asset, version in versions.items()}
     if all(reused.values()):

@@ -6,7 +6,6 @@ import time
 import dagster as dg
 
 from assets.common.atomic import atomic_directory
-from assets.common.domain_settings import effective_config
 from assets.common.versions import library_versions
 from assets.partitions import domain_partitions
 from assets.release.merging import MergeConfig, merge_adapter
@@ -41,7 +40,7 @@ def merged_model(
     from datasets import load_from_disk
 
     domain = context.partition_key
-    settings = effective_config(MergeConfig, config, landing.domain_settings(domain).get("merge", {}))
+    settings = landing.effective_settings(domain, "merge", config)
     base = latest_materialization(context, "base_model", None)
     evaluation = latest_materialization(context, "adapter_evaluation", domain)
     adapter = latest_materialization(context, "qlora_adapter", domain)

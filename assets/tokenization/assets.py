@@ -4,7 +4,6 @@ import dagster as dg
 import polars as pl
 
 from assets.common.atomic import atomic_directory
-from assets.common.domain_settings import effective_config
 from assets.partitions import domain_partitions
 from assets.tokenization.tokenizing import TokenizationConfig, round_trip_failures, tokenize_corpus
 from assets.training.loading import load_tokenizer
@@ -37,7 +36,7 @@ def training_dataset(context: dg.AssetExecutionContext, config: TokenizationRunC
     text only, every example ending in EOS), split train/eval by content hash, saved with `datasets`."""
     domain = context.partition_key
     require_passed_checks(context, "clean_corpus")
-    settings = effective_config(TokenizationConfig, config, landing.domain_settings(domain).get("tokenization", {}))
+    settings = landing.effective_settings(domain, "tokenization", config)
     version = logical_version(context, {"clean_corpus": True, "base_model": False}, settings.model_dump())
     if reused := reuse_if_unchanged(context, version):
         return reused

@@ -5,7 +5,6 @@ import shutil
 import dagster as dg
 
 from assets.common.atomic import atomic_directory
-from assets.common.domain_settings import effective_config
 from assets.partitions import domain_partitions
 from assets.training.config import QLoraConfig
 from assets.training.recipe import train_qlora
@@ -39,7 +38,7 @@ def qlora_adapter(
 
     domain = context.partition_key
     require_passed_checks(context, "training_dataset")
-    settings = effective_config(QLoraConfig, config, landing.domain_settings(domain).get("training", {}))
+    settings = landing.effective_settings(domain, "training", config)
     version = logical_version(context, {"training_dataset": True, "base_model": False}, settings.model_dump())
     if reused := reuse_if_unchanged(context, version):
         return reused
