@@ -7,7 +7,8 @@ import polars as pl
 
 from assets.common.atomic import atomic_directory
 from assets.partitions import domain_partitions
-from assets.quality.cleaning import CleaningConfig, clean_corpus as clean
+from assets.quality.checks import check_results
+from assets.quality.cleaning import CleaningConfig, CleaningSummary, clean_parquet
 from assets.quality.expectations import CHECKS, run_corpus_checks
 from assets.quality.rejections import collect_rejections, reason_counts, reconcile
 from resources.landing import LandingZone
@@ -27,13 +28,13 @@ class CleaningRunConfig(dg.Config, CleaningConfig):
     specs=[
         dg.AssetSpec(
             "clean_corpus", deps=["raw_corpus"], group_name="quality", kinds={"polars", "great_expectations", "parquet"},
-            code_version="1",
-            description="Unicode-normalised, control characters removed, whitespace tidied, length-bounded and "
-            "exactly de-duplicated text. Great Expectations checks block the domain's chain when the data is "
-            "not fit to train on.",
+            code_version="2",
+            description="Unicode-normalised, control characters removed, whitespace tidied, length- and "
+            "repetition-filtered, exactly and near de-duplicated text, cleaned in streamed batches. A Great "
+            "Expectations suite blocks the domain's chain when the data is not fit to train on.",
         ),
         dg.AssetSpec(
-            "quarantined_rows", deps=["raw_corpus"], group_name="quality", kinds={"polars", "parquet"}, code_version="1",
+            "quarantined_rows", deps=["raw_corpus"], group_name="quality", kinds={"polars", "parquet"}, code_version="2",
             description="Every row that did not reach training: file, line, reason, snippet; unreadable rows "
             "(stage 'read') and rows removed by a cleaning filter (stage 'clean').",
         ),
@@ -52,18 +53,20 @@ def clean_corpus(context: dg.AssetExecutionContext, config: CleaningRunConfig, l
         yield from reused.values()
         return
     raw_dir = upstream_path(context, "raw_corpus")
-    raw = pl.read_parquet(raw_dir / "rows.parquet")
-    result = clean(raw, settings)
-    rejections = collect_rejections(pl.read_parquet(raw_dir / "quarantine.parquet"), result.filtered)
     clean_dir, rejected_dir = artifacts.new_location(context, "clean_corpus"), artifacts.new_location(context, "quarantined_rows")
     with atomic_directory(clean_dir) as staging:
-        result.clean.write_parquet(staging / "rows.parquet")
-        result.filtered.write_parquet(staging / "filtered.parquet")
+        result = clean_parquet(raw_dir / "rows.parquet", staging / "rows.parquet", staging / "filtered.parquet", settings)
+        rejections = collect_rejections(pl.scan_parquet(raw_dir / "quarantine.parquet"), pl.scan_parquet(staging / "filtered.parquet"))
+    context.log.info(f"domain {context.partition_key!r}: {result.rows_in} rows cleaned in {result.batches} batches, "
+                     f"{result.rows_clean} kept")
     with atomic_directory(rejected_dir) as staging:
         rejections.write_parquet(staging / "rejections.parquet")
-    yield published(_clean_metadata(clean_dir, raw, result, settings), versions["clean_corpus"], _data_checks(context, result, settings), "clean_corpus")
+    quarantined = int((rejections["stage"] == "read").sum())
+    outcomes = run_corpus_checks(result.profile, settings, rows_readable=result.rows_in, rows_quarantined=quarantined)
+    yield published(_clean_metadata(clean_dir, result, settings), versions["clean_corpus"],
+                    check_results(context, "clean_corpus", outcomes), "clean_corpus")
 
-    totals = reconcile(raw.height + int((rejections["stage"] == "read").sum()), result.clean.height, rejections)
+    totals = reconcile(result.rows_in + quarantined, result.rows_clean, rejections)
     balance = dg.AssetCheckResult(asset_key="quarantined_rows", check_name="counts_reconcile", passed=totals.balanced,
                                   severity=dg.AssetCheckSeverity.ERROR, description=totals.describe())
     preview = rejections.head(PREVIEW_ROWS)
@@ -82,33 +85,14 @@ def clean_corpus(context: dg.AssetExecutionContext, config: CleaningRunConfig, l
     yield published(metadata, versions["quarantined_rows"], [balance], "quarantined_rows")
 
 
-def _data_checks(context: dg.AssetExecutionContext, result, settings: CleaningConfig) -> list[dg.AssetCheckResult]:
-    checks = []
-    for outcome in run_corpus_checks(result.clean, settings.min_chars, settings.max_chars, settings.min_rows):
-        if not outcome.passed:
-            context.log.error(f"domain {context.partition_key!r}: check {outcome.name} failed: {outcome.description}")
-        checks.append(
-            dg.AssetCheckResult(
-                asset_key="clean_corpus",
-                check_name=outcome.name,
-                passed=outcome.passed,
-                severity=dg.AssetCheckSeverity.ERROR,
-                description=outcome.description,
-                metadata={"expectation": outcome.expectation, "unexpected_rows": outcome.unexpected_count,
-                          "rows": outcome.element_count, "examples": dg.MetadataValue.json(outcome.examples)},
-            )
-        )
-    return checks
-
-
-def _clean_metadata(location, raw: pl.DataFrame, result, settings: CleaningConfig) -> dict:
+def _clean_metadata(location, result: CleaningSummary, settings: CleaningConfig) -> dict:
     return {
         "path": dg.MetadataValue.path(str(location)),
-        "rows_in": raw.height,
-        "rows_clean": result.clean.height,
-        "rows_filtered": result.filtered.height,
+        "rows_in": result.rows_in,
+        "rows_clean": result.rows_clean,
+        "rows_filtered": sum(result.counts.values()),
         **{f"filtered_{name}": count for name, count in result.counts.items()},
-        "characters": int(result.clean["n_chars"].sum() or 0),
+        "characters": result.characters,
         "pii_replaced": dg.MetadataValue.json(result.pii) if settings.scrub_pii else "scrubbing off",
         "languages": dg.MetadataValue.json(result.languages) if settings.languages else "not identified",
         "settings": dg.MetadataValue.json(settings.model_dump()),

@@ -1,97 +1,44 @@
-"""Corpus cleaning in polars: normalise text, filter by length, drop exact duplicates.
+"""Corpus cleaning in polars, streamed: normalise text, filter, drop exact and near duplicates.
 
 Input is the canonical table written by `raw_corpus` (see `assets.corpora.readers`): one row per
-record with `roles` / `contents` as parallel lists. Output keeps that schema and adds
-`content_hash` (stable across runs and library versions) and `n_chars`. Rows removed by a filter
-are returned too, with the filter's name, so nothing disappears without a trace.
+record with `roles` / `contents` as parallel lists, in landing order (file, line). Output keeps that
+schema and adds `content_hash` (stable across runs and library versions), `n_chars` and `split_key`
+(the hash of the first member of a record's near-duplicate cluster, so a cluster never straddles
+train and eval). Rows removed by a filter are returned too, with the filter's name, so nothing
+disappears without a trace.
+
+Memory is bounded by the batch, not the corpus. Pass 1 streams batches through polars' streaming
+engine (normalisation, length and repetition filters), hashes them, judges exact duplicates against
+the hashes seen so far and signs the survivors for near-duplicate search, spooling each batch to
+disk. Only what de-duplication must remember stays in memory: per surviving record its hash and a
+256-byte MinHash signature. Pass 2 clusters the signatures and streams the spool into the outputs.
 """
 
 import hashlib
+import tempfile
+from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Literal
+from pathlib import Path
 
+import numpy as np
 import polars as pl
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+import pyarrow.parquet as pq
 
+from assets.quality.cleaning_config import FILTERS, CleaningConfig
 from assets.quality.language import language_column
-from assets.quality.near_dups import find_near_duplicates
+from assets.quality.near_dups import cluster_signatures, signatures
 from assets.quality.pii import scrub
+
+__all__ = ["FILTERS", "CleaningConfig", "CleaningResult", "CleaningSummary", "clean_corpus", "clean_parquet", "content_hash", "record_key"]
 
 # C0 control characters except tab and newline, DEL, and the C1 block: they carry no meaning in
 # training text and some tokenizers map them to unknown tokens.
 _CONTROL_CHARS = r"[\x00-\x08\x0b-\x1f\x7f-\x9f]"
 # Roles whose content is what the model must produce; an empty one leaves nothing to learn.
 _TARGET_ROLES = ("assistant", "text")
-
-FILTERS = ("empty_after_cleaning", "too_short", "too_long", "wrong_language", "exact_duplicate", "near_duplicate")
-
-
-class CleaningConfig(BaseModel):
-    """How a domain's corpus is cleaned before validation."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    unicode_form: Literal["NFC", "NFKC"] = Field(
-        "NFC",
-        description="Unicode normalisation. NFC keeps characters as written; NFKC also folds "
-        "compatibility forms (ligatures, full-width digits), which helps search-like data but "
-        "changes text people may want verbatim.",
-    )
-    min_chars: int = Field(
-        20, ge=1, description="Records shorter than this many characters (all turns) are filtered."
-    )
-    max_chars: int = Field(
-        50_000,
-        ge=1,
-        description="Records longer than this many characters are filtered; long plain documents "
-        "are cut into windows later, so raise this rather than losing long books.",
-    )
-    min_rows: int = Field(
-        16,
-        ge=1,
-        description="Fewest clean rows a domain needs to be trained; below it the domain stops at "
-        "the data checks instead of producing a meaningless adapter.",
-    )
-    deduplicate: bool = Field(
-        True, description="Drop exact duplicates (same roles and cleaned contents)."
-    )
-
-    near_dedup: bool = Field(
-        True,
-        description="Drop near-duplicates (MinHash/LSH over character 5-grams), keeping the first in "
-        "landing order. Off: they are kept, but still share one split so none leaks into eval.",
-    )
-    near_dup_threshold: float = Field(
-        0.85,
-        ge=0.5,
-        le=1.0,
-        description="Jaccard similarity of character 5-grams from which two records count as near-"
-        "duplicates. Lower catches looser copies and risks merging merely similar records.",
-    )
-    scrub_pii: bool = Field(
-        False,
-        description="Replace e-mail addresses, phone numbers, IP addresses and credential-looking "
-        "strings (API keys, tokens, passwords, private keys) with <EMAIL>, <PHONE>, <IP>, <SECRET>; "
-        "counts by kind in metadata.",
-    )
-    languages: list[str] = Field(
-        default_factory=list,
-        description="Keep only records identified (py3langid, bundled model) as one of these ISO 639-1 "
-        "codes, e.g. [en]; empty keeps every language. Unreliable on texts of a few words.",
-    )
-
-    @model_validator(mode="after")
-    def _languages_are_codes(self) -> "CleaningConfig":
-        bad = [code for code in self.languages if not (len(code) == 2 and code.isascii() and code.islower())]
-        if bad:
-            raise ValueError(f"languages must be ISO 639-1 codes like 'en', got {bad}")
-        return self
-
-    @model_validator(mode="after")
-    def _bounds_ordered(self) -> "CleaningConfig":
-        if self.min_chars > self.max_chars:
-            raise ValueError(f"min_chars ({self.min_chars}) exceeds max_chars ({self.max_chars})")
-        return self
+# Columns a clean row profile keeps for the data checks: small, so checks never reload the text.
+PROFILE_COLUMNS = ("content_hash", "n_chars", "shortest_target")
 
 
 @dataclass(frozen=True)
@@ -103,15 +50,18 @@ class CleaningResult:
     languages: dict[str, int] = field(default_factory=dict)  # records per identified language (when filtering)
 
 
-def _normalise(expr: pl.Expr, form: str) -> pl.Expr:
-    return (
-        expr.str.normalize(form)
-        .str.replace_all("\r\n?", "\n")
-        .str.replace_all(_CONTROL_CHARS, "")
-        .str.replace_all(r"(?m)[ \t]+$", "")  # trailing spaces on each line
-        .str.replace_all(r"\n{3,}", "\n\n")  # at most one blank line in a row
-        .str.strip_chars()
-    )
+@dataclass(frozen=True)
+class CleaningSummary:
+    """What `clean_parquet` wrote, without the rows: counts and the clean rows' profile."""
+
+    rows_in: int
+    rows_clean: int
+    characters: int
+    counts: dict[str, int]
+    profile: pl.DataFrame  # PROFILE_COLUMNS of every clean row, for the data checks
+    pii: dict[str, int] = field(default_factory=dict)
+    languages: dict[str, int] = field(default_factory=dict)
+    batches: int = 0
 
 
 def record_key(roles: list[str], contents: list[str]) -> str:
@@ -125,68 +75,154 @@ def content_hash(roles: list[str], contents: list[str]) -> str:
 
 
 def clean_corpus(raw: pl.DataFrame, config: CleaningConfig) -> CleaningResult:
-    """Normalise every content, then apply the filters in order; the first filter that hits wins."""
-    frame = raw.with_columns(
-        pl.col("contents").list.eval(_normalise(pl.element(), config.unicode_form))
+    """Clean an in-memory table (tests, small domains): the same engine as `clean_parquet`."""
+    clean_parts, filtered_parts = [], []
+    summary = _run(raw.sort("source_file", "line", maintain_order=True).lazy(), config,
+                   lambda clean, filtered: (clean_parts.append(clean), filtered_parts.append(filtered)))
+    template = _finish(_features(raw.head(0), config), pl.Series("split_key", [], pl.String))
+    return CleaningResult(
+        clean=pl.concat([template.filter(pl.col("filter").is_null()).drop("filter"), *clean_parts], how="diagonal_relaxed"),
+        filtered=pl.concat([template.filter(pl.col("filter").is_not_null()), *filtered_parts], how="diagonal_relaxed"),
+        counts=summary.counts, pii=summary.pii, languages=summary.languages,
     )
-    pii: dict[str, int] = {}
-    if config.scrub_pii:  # before hashing, so duplicates are judged on what will be trained on
-        frame, pii = scrub(frame)
-    languages: dict[str, int] = {}
+
+
+def clean_parquet(rows_path: Path, clean_path: Path, filtered_path: Path, config: CleaningConfig) -> CleaningSummary:
+    """Clean a `rows.parquet` written in landing order into two parquet files, streaming."""
+    writers: dict[Path, pq.ParquetWriter] = {}
+
+    def write(clean: pl.DataFrame, filtered: pl.DataFrame) -> None:
+        for path, part in ((clean_path, clean), (filtered_path, filtered)):
+            table = part.to_arrow()
+            if path not in writers:
+                writers[path] = pq.ParquetWriter(path, table.schema, compression="zstd")
+            writers[path].write_table(table.cast(writers[path].schema), row_group_size=config.batch_rows)
+
+    try:
+        summary = _run(pl.scan_parquet(rows_path), config, write)
+        if clean_path not in writers or filtered_path not in writers:  # an empty side still gets its schema
+            empty = _finish(_features(pl.read_parquet(rows_path, n_rows=0), config), pl.Series("split_key", [], pl.String))
+            write(empty.filter(pl.col("filter").is_null()).drop("filter"), empty.filter(pl.col("filter").is_not_null()))
+    finally:
+        for writer in writers.values():
+            writer.close()
+    return summary
+
+
+def _run(rows: pl.LazyFrame, config: CleaningConfig, write: Callable[[pl.DataFrame, pl.DataFrame], None]) -> CleaningSummary:
+    counts, pii, languages = Counter({name: 0 for name in FILTERS}), Counter(), Counter()
+    seen: set[str] = set()
+    kept_hashes: list[str] = []
+    kept_signatures: list[np.ndarray] = []
+    rows_in = 0
+    with tempfile.TemporaryDirectory(prefix="loraline-clean-") as spool:
+        # Pass 1: normalise (streaming engine), filter, hash, exact duplicates, sign the survivors.
+        spooled = []
+        for batch in _batches(rows, config):
+            rows_in += batch.height
+            frame, batch_pii = scrub(batch) if config.scrub_pii else (batch, {})
+            pii.update(batch_pii)
+            frame = _features(frame, config)
+            if config.languages:
+                languages.update(frame["language"].drop_nulls().to_list())
+            frame = _mark_exact_duplicates(frame, seen, config.deduplicate)
+            survivors = frame.filter(pl.col("filter").is_null())
+            kept_hashes.extend(survivors["content_hash"].to_list())
+            kept_signatures.append(signatures(survivors["_near_text"]))
+            path = Path(spool) / f"{len(spooled):06d}.parquet"
+            frame.drop("_near_text").write_parquet(path)
+            spooled.append(path)
+        # Pass 2: cluster the near-duplicates, then stream the spool out with split keys.
+        signed = np.concatenate(kept_signatures) if kept_signatures else np.zeros((0, 128), np.uint16)
+        clusters = cluster_signatures(signed, config.near_dup_threshold)
+        split_keys = np.asarray(kept_hashes, dtype=object)[clusters.cluster] if kept_hashes else np.zeros(0, object)
+        near_dups = clusters.duplicates & config.near_dedup
+        profiles, characters, offset = [], 0, 0
+        for path in spooled:
+            frame = pl.read_parquet(path)
+            survivor = frame["filter"].is_null().to_numpy()
+            keys = np.full(frame.height, None, dtype=object)
+            keys[survivor] = split_keys[offset:offset + survivor.sum()]
+            drop = np.zeros(frame.height, dtype=bool)
+            drop[survivor] = near_dups[offset:offset + survivor.sum()]
+            offset += int(survivor.sum())
+            frame = frame.with_columns(
+                pl.when(pl.Series(drop)).then(pl.lit("near_duplicate")).otherwise(pl.col("filter")).alias("filter"))
+            profiles.append(frame.filter(pl.col("filter").is_null()).select(PROFILE_COLUMNS))
+            characters += int(profiles[-1]["n_chars"].sum() or 0)
+            counts.update(frame["filter"].drop_nulls().to_list())
+            out = _finish(frame, pl.Series("split_key", keys.tolist(), dtype=pl.String))
+            write(out.filter(pl.col("filter").is_null()).drop("filter"), out.filter(pl.col("filter").is_not_null()))
+    profile = pl.concat(profiles) if profiles else pl.DataFrame(schema={"content_hash": pl.String, "n_chars": pl.Int64, "shortest_target": pl.Int64})
+    return CleaningSummary(rows_in=rows_in, rows_clean=profile.height, characters=characters, counts=dict(counts),
+                           profile=profile, pii={k: pii[k] for k in pii} if config.scrub_pii else {},
+                           languages=dict(languages.most_common()), batches=len(spooled))
+
+
+def _batches(rows: pl.LazyFrame, config: CleaningConfig) -> Iterator[pl.DataFrame]:
+    """The input in batches of `batch_rows`, normalised by polars' streaming engine on the way."""
+    normalised = rows.with_columns(pl.col("contents").list.eval(_normalise(pl.element(), config.unicode_form)))
+    yield from normalised.collect_batches(chunk_size=config.batch_rows, engine="streaming")
+
+
+def _normalise(expr: pl.Expr, form: str) -> pl.Expr:
+    return (
+        expr.str.normalize(form)
+        .str.replace_all("\r\n?", "\n")
+        .str.replace_all(_CONTROL_CHARS, "")
+        .str.replace_all(r"(?m)[ \t]+$", "")  # trailing spaces on each line
+        .str.replace_all(r"\n{3,}", "\n\n")  # at most one blank line in a row
+        .str.strip_chars()
+    )
+
+
+def _features(frame: pl.DataFrame, config: CleaningConfig) -> pl.DataFrame:
+    """Hash, length, repetition and the first filter (other than duplicates) that hits each row."""
     if config.languages:
         frame = frame.with_columns(language_column(frame))
-        languages = {row[0]: int(row[1]) for row in frame["language"].value_counts(sort=True).iter_rows()}
+    pairs = (frame.select(pl.int_range(pl.len(), dtype=pl.UInt32).alias("_row"), "roles", "contents")
+             .explode("roles", "contents")
+             .group_by("_row", maintain_order=True)
+             .agg(pl.concat_str("roles", pl.lit("\x1f"), "contents").str.join("\x1e").alias("_key"),
+                  pl.concat_str("roles", pl.lit(": "), "contents").str.join("\n").alias("_near_text")))
+    hashes = [hashlib.blake2b(key.encode("utf-8"), digest_size=16).hexdigest() for key in pairs["_key"].to_list()]
+    target = pl.col("roles").list.eval(pl.element().is_in(_TARGET_ROLES)).cast(pl.List(pl.Int64))
+    turn_chars = pl.col("contents").list.eval(pl.element().str.len_chars()).cast(pl.List(pl.Int64))
+    lines = pl.col("contents").list.join("\n").str.split("\n").list.eval(pl.element().filter(pl.element() != ""))
+    repeated = lines.list.eval(pl.element().filter(pl.element().is_first_distinct().not_()).str.len_chars().sum()).list.first()
     wrong_language = ~pl.col("language").is_in(config.languages) if config.languages else pl.lit(False)
-    hashes = [content_hash(r, c) for r, c in zip(frame["roles"].to_list(), frame["contents"].to_list())]
     frame = frame.with_columns(
         pl.Series("content_hash", hashes, dtype=pl.String),
-        pl.col("contents").list.eval(pl.element().str.len_chars()).list.sum().cast(pl.Int64).alias("n_chars"),
-        # An empty target turn (assistant reply, plain text) means nothing to learn from the row.
-        pl.struct("roles", "contents")
-        .map_elements(_has_empty_target, return_dtype=pl.Boolean)
-        .alias("_empty_target"),
+        pl.Series("_near_text", pairs["_near_text"], dtype=pl.String),
+        turn_chars.list.sum().cast(pl.Int64).alias("n_chars"),
+        # Length of the shortest turn the model must produce: 0 means nothing to learn from the row.
+        (turn_chars * target + (1 - target) * 2**62).list.min().fill_null(0).alias("shortest_target"),
+        (repeated.fill_null(0) / lines.list.eval(pl.element().str.len_chars().sum()).list.first().clip(1)).alias("_repeated_share"),
     )
-    is_duplicate = pl.col("content_hash").is_first_distinct().not_() if config.deduplicate else pl.lit(False)
-    frame = frame.with_columns(
-        pl.when(pl.col("_empty_target") | (pl.col("n_chars") == 0))
-        .then(pl.lit("empty_after_cleaning"))
-        .when(pl.col("n_chars") < config.min_chars)
-        .then(pl.lit("too_short"))
-        .when(pl.col("n_chars") > config.max_chars)
-        .then(pl.lit("too_long"))
-        .when(wrong_language)
-        .then(pl.lit("wrong_language"))
-        .otherwise(None)
-        .alias("filter")
-    )
-    # Duplicates are judged among rows that survived the other filters, in landing order.
-    order = ["source_file", "line"]
-    survivors = frame.filter(pl.col("filter").is_null()).sort(order).with_columns(
-        pl.when(is_duplicate).then(pl.lit("exact_duplicate")).otherwise(None).alias("filter")
-    )
-    unique = _near_duplicates(survivors.filter(pl.col("filter").is_null()), config)
-    rejected = [frame.filter(pl.col("filter").is_not_null()), survivors.filter(pl.col("filter").is_not_null())]
-    frame = pl.concat([*rejected, unique], how="diagonal").drop("_empty_target")
-    clean = frame.filter(pl.col("filter").is_null()).drop("filter").sort(order)
-    filtered = frame.filter(pl.col("filter").is_not_null()).sort(order)
-    counts = {name: int((filtered["filter"] == name).sum()) for name in FILTERS}
-    return CleaningResult(clean=clean, filtered=filtered, counts=counts, pii=pii, languages=languages)
+    return frame.with_columns(
+        pl.when((pl.col("shortest_target") == 0) | (pl.col("n_chars") == 0)).then(pl.lit("empty_after_cleaning"))
+        .when(pl.col("n_chars") < config.min_chars).then(pl.lit("too_short"))
+        .when(pl.col("n_chars") > config.max_chars).then(pl.lit("too_long"))
+        .when(pl.col("_repeated_share") > config.max_repeated_line_share).then(pl.lit("repetitive"))
+        .when(wrong_language).then(pl.lit("wrong_language"))
+        .otherwise(None).alias("filter")
+    ).drop("_repeated_share")
 
 
-def _near_duplicates(unique: pl.DataFrame, config: CleaningConfig) -> pl.DataFrame:
-    """Cluster near-duplicates among exact-unique rows (landing order). Every row gets the split key
-    of its cluster's first member, so a cluster never straddles train and eval; later members are
-    marked `near_duplicate` when near_dedup is on."""
-    texts = ["\n".join(f"{r}: {c}" for r, c in zip(roles, contents)) for roles, contents in zip(unique["roles"].to_list(), unique["contents"].to_list())]
-    clusters = find_near_duplicates(texts, config.near_dup_threshold)
-    drop = pl.Series(clusters.duplicates & config.near_dedup, dtype=pl.Boolean)
-    return unique.with_columns(
-        unique["content_hash"].gather(clusters.cluster).alias("split_key"),
-        pl.when(drop).then(pl.lit("near_duplicate")).otherwise(None).alias("filter"),
-    )
+def _mark_exact_duplicates(frame: pl.DataFrame, seen: set[str], deduplicate: bool) -> pl.DataFrame:
+    """Mark rows whose hash was kept before (in this batch or an earlier one), in landing order;
+    only rows that survived the other filters count, so a too-short copy never shadows a good one."""
+    if not deduplicate:
+        return frame
+    duplicate = []
+    for hash_, reason in zip(frame["content_hash"].to_list(), frame["filter"].to_list()):
+        duplicate.append(reason is None and hash_ in seen)
+        if reason is None:
+            seen.add(hash_)
+    return frame.with_columns(
+        pl.when(pl.Series(duplicate, dtype=pl.Boolean)).then(pl.lit("exact_duplicate")).otherwise(pl.col("filter")).alias("filter"))
 
 
-def _has_empty_target(row: dict) -> bool:
-    return any(
-        role in _TARGET_ROLES and not content for role, content in zip(row["roles"], row["contents"])
-    )
+def _finish(frame: pl.DataFrame, split_key: pl.Series) -> pl.DataFrame:
+    return frame.with_columns(split_key).select(
+        *[c for c in frame.columns if c not in ("filter", "shortest_target", "_near_text")], "split_key", "filter")

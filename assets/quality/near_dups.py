@@ -1,21 +1,36 @@
-"""Near-duplicate detection: MinHash signatures over character shingles, banded LSH, verification.
+"""Near-duplicate detection: one-permutation MinHash over character shingles, banded LSH, verification.
 
 Exact de-duplication misses the copies real corpora are full of (a changed date, a signature, a
 re-wrapped paragraph). Two texts are near-duplicates when the Jaccard similarity of their sets of
-character 5-grams (lower-cased, whitespace collapsed) reaches the threshold. MinHash estimates it
-from 128 hash minima per text; LSH bands those signatures so only likely pairs are compared.
+character 5-grams (ASCII lower-cased, any whitespace read as a space) reaches the threshold.
 
-Everything is vectorised in numpy and seeded, so the same texts always give the same clusters
+Classic MinHash hashes every shingle once per permutation (128x the work); one-permutation hashing
+hashes each shingle once and keeps the minimum per bin (the top bits of the hash choose one of 128
+bins), with empty bins filled from their neighbours ("rotation densification", Shrivastava 2017).
+The whole batch is one byte buffer (the Arrow string column, no per-text Python loop), so signing
+runs at tens of MB/s. LSH bands those signatures so that only likely pairs are compared, then the
+full signatures verify each candidate.
+
+Everything is seeded arithmetic in numpy, so the same texts give the same clusters in any process
 (Python's own `hash` is salted per process and is not used).
 """
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import polars as pl
+import pyarrow as pa
 
-SHINGLE_CHARS = 5
-NUM_PERM = 128
-_MASK32 = np.uint64(0xFFFFFFFF)
+SHINGLE_BYTES = 5
+NUM_BINS = 128
+_EMPTY = np.uint16(0xFFFF)  # no shingle fell into the bin (values are 15-bit, so never equal)
+_VALUE_BITS = 15
+_SLICE_BYTES = 4 << 20
+# Byte map applied before shingling: ASCII upper case to lower, every ASCII whitespace to a space.
+_FOLD = np.arange(256, dtype=np.uint8)
+_FOLD[ord("A"):ord("Z") + 1] += 32
+_FOLD[[9, 10, 11, 12, 13]] = 32
 
 
 @dataclass(frozen=True)
@@ -29,41 +44,118 @@ class NearDuplicates:
         return self.cluster != np.arange(len(self.cluster))
 
 
-def shingle_hashes(text: str, k: int = SHINGLE_CHARS) -> np.ndarray:
-    """Distinct 64-bit hashes of the text's k-byte windows (UTF-8, lower-cased, whitespace collapsed)."""
-    data = np.frombuffer(" ".join(text.lower().split()).encode("utf-8"), dtype=np.uint8).astype(np.uint64)
-    if len(data) < k:
-        data = np.pad(data, (0, k - len(data)))
-    windows = np.lib.stride_tricks.sliding_window_view(data, k)
-    # Polynomial hash of each window; uint64 arithmetic wraps, which is what we want.
-    powers = np.array([1099511628211 ** i % 2**64 for i in range(k)], dtype=np.uint64)
+def signatures(texts: Sequence[str] | pl.Series) -> np.ndarray:
+    """(n, NUM_BINS) one-permutation MinHash signatures (uint16) of UTF-8 byte 5-grams."""
+    series = (texts if isinstance(texts, pl.Series) else pl.Series(list(texts), dtype=pl.String)).fill_null("")
+    # Work in slices of a few MB: the per-byte arrays (hash, text index) are 4-8x the text's size.
+    sizes = series.str.len_bytes().cum_sum().to_numpy()
+    if len(series) > 1 and sizes[-1] > _SLICE_BYTES:
+        cuts = np.searchsorted(sizes, np.arange(_SLICE_BYTES, sizes[-1], _SLICE_BYTES), side="right")
+        bounds = np.unique(np.r_[0, cuts, len(series)])
+        return np.concatenate([_sign(series[a:b]) for a, b in zip(bounds[:-1], bounds[1:]) if b > a])
+    return _sign(series)
+
+
+def _sign(series: pl.Series) -> np.ndarray:
+    array = series.to_arrow()
+    if isinstance(array, pa.ChunkedArray):
+        array = array.combine_chunks()
+    array = array.cast(pa.large_string())
+    _, offsets_buffer, data_buffer = array.buffers()
+    offsets = np.frombuffer(offsets_buffer, dtype=np.int64)[array.offset:array.offset + len(array) + 1]
+    data = _FOLD[np.frombuffer(data_buffer, dtype=np.uint8)[offsets[0]:offsets[-1]]] if data_buffer else np.zeros(0, np.uint8)
+    offsets = offsets - offsets[0]
+    n, k = len(array), SHINGLE_BYTES
+    lengths = np.diff(offsets)
+    out = np.full((n + 1) * NUM_BINS, _EMPTY, dtype=np.uint16)
+    windows = len(data) - k + 1
+    if windows > 0:
+        with np.errstate(over="ignore"):  # uint32 arithmetic wraps, which is what a hash wants
+            h = data[:windows] * np.uint32(16777619)
+            for j in range(1, k):  # FNV-style fold of the window's bytes, then a cheap finaliser
+                h ^= data[j:j + windows]
+                h *= np.uint32(16777619)
+            h ^= h >> np.uint32(15)
+            h *= np.uint32(0x2C1B3C6D)
+            h ^= h >> np.uint32(12)
+        doc = np.repeat(np.arange(n, dtype=np.int32), lengths)
+        # A window that crosses into the next text goes to a spare row (n) that is thrown away.
+        doc = np.where(doc[:windows] == doc[k - 1:], doc[:windows], n).astype(np.int64)
+        doc *= NUM_BINS
+        doc += h >> np.uint32(32 - 7)
+        np.minimum.at(out, doc, (h & np.uint32((1 << _VALUE_BITS) - 1)).astype(np.uint16))
+    sig = out[:n * NUM_BINS].reshape(n, NUM_BINS)
+    short = np.flatnonzero(lengths < k)
+    if len(short):  # texts shorter than one shingle: the whole text is their only shingle
+        for row in short:
+            value = _fmix32(np.array([_fnv(data[offsets[row]:offsets[row + 1]])], dtype=np.uint32))[0]
+            sig[row, value >> np.uint32(25)] = value & np.uint32((1 << _VALUE_BITS) - 1)
+    return _densify(sig)
+
+
+def _fnv(data: np.ndarray) -> int:
+    value = 2166136261
+    for byte in data.tolist():
+        value = ((value ^ byte) * 16777619) & 0xFFFFFFFF
+    return value
+
+
+def _fmix32(h: np.ndarray) -> np.ndarray:
     with np.errstate(over="ignore"):
-        return np.unique(windows @ powers)
+        h = h ^ (h >> np.uint32(16))
+        h = h * np.uint32(0x85EBCA6B)
+        h = h ^ (h >> np.uint32(13))
+        h = h * np.uint32(0xC2B2AE35)
+        return h ^ (h >> np.uint32(16))
 
 
-def signatures(texts: list[str], num_perm: int = NUM_PERM, seed: int = 1) -> np.ndarray:
-    """(n, num_perm) MinHash signatures, uint32. Permutations are multiply-shift hashes."""
-    rng = np.random.default_rng(seed)
-    a = rng.integers(1, 2**63, size=num_perm, dtype=np.uint64) | np.uint64(1)
-    b = rng.integers(0, 2**63, size=num_perm, dtype=np.uint64)
-    out = np.empty((len(texts), num_perm), dtype=np.uint32)
-    with np.errstate(over="ignore"):
-        for row, text in enumerate(texts):
-            shingles = shingle_hashes(text)
-            out[row] = (((a[:, None] * shingles[None, :] + b[:, None]) >> np.uint64(32)) & _MASK32).min(axis=1)
-    return out
+def _densify(sig: np.ndarray) -> np.ndarray:
+    """Fill each empty bin from the nearest non-empty bin to its right (circularly), mixed with the
+    distance, so two short texts agree on a filled bin only where they agree on its source."""
+    rows = np.flatnonzero((sig == _EMPTY).any(axis=1))
+    if not len(rows):
+        return sig
+    original = sig[rows]
+    filled = original.copy()
+    todo = filled == _EMPTY
+    for step in range(1, NUM_BINS):
+        source = np.roll(original, -step, axis=1)
+        take = todo & (source != _EMPTY)
+        filled[take] = (source[take].astype(np.uint32) * np.uint32(step * 2 + 1) + np.uint32(step)) & np.uint32((1 << _VALUE_BITS) - 1)
+        todo &= ~take
+        if not todo.any():
+            break
+    sig[rows] = filled
+    return sig
 
 
-def band_layout(threshold: float, num_perm: int = NUM_PERM) -> tuple[int, int]:
+def band_layout(threshold: float, num_bins: int = NUM_BINS) -> tuple[int, int]:
     """(bands, rows) whose LSH threshold (1/b)^(1/r) sits a little below `threshold`, for recall."""
     target = max(threshold - 0.1, 0.05)
-    options = [(b, num_perm // b) for b in range(1, num_perm + 1) if num_perm % b == 0]
+    options = [(b, num_bins // b) for b in range(1, num_bins + 1) if num_bins % b == 0]
     return min(options, key=lambda br: abs((1 / br[0]) ** (1 / br[1]) - target))
 
 
-def find_near_duplicates(texts: list[str], threshold: float, num_perm: int = NUM_PERM) -> NearDuplicates:
-    """Cluster texts whose estimated Jaccard similarity is at least `threshold` (union-find)."""
-    n = len(texts)
+def cluster_signatures(sig: np.ndarray, threshold: float) -> NearDuplicates:
+    """Cluster rows whose estimated Jaccard similarity is at least `threshold`; the earliest row of a
+    cluster represents it (landing order decides which copy is kept)."""
+    n = len(sig)
+    if n < 2:
+        return NearDuplicates(np.arange(n), 0)
+    bands, rows = band_layout(threshold, sig.shape[1])
+    multipliers = np.random.default_rng(7).integers(1, 2**63, size=rows, dtype=np.uint64) | np.uint64(1)
+    candidates = []
+    for band in range(bands):
+        with np.errstate(over="ignore"):
+            keys = (sig[:, band * rows:(band + 1) * rows].astype(np.uint64) * multipliers).sum(axis=1)
+        order = np.argsort(keys, kind="stable")  # stable: each bucket lists its members in row order
+        sorted_keys = keys[order]
+        starts = np.r_[True, sorted_keys[1:] != sorted_keys[:-1]]
+        first = order[np.flatnonzero(starts)][np.cumsum(starts) - 1]  # each row's bucket head
+        member = first != order
+        candidates.append(np.stack([first[member], order[member]], axis=1))
+    pairs = np.unique(np.concatenate(candidates), axis=0)
+    similar = (sig[pairs[:, 0]] == sig[pairs[:, 1]]).mean(axis=1) >= threshold
     parent = np.arange(n)
 
     def root(i: int) -> int:
@@ -72,32 +164,14 @@ def find_near_duplicates(texts: list[str], threshold: float, num_perm: int = NUM
             i = parent[i]
         return i
 
-    if n < 2:
-        return NearDuplicates(parent.copy(), 0)
-    sig = signatures(texts, num_perm)
-    bands, rows = band_layout(threshold, num_perm)
-    checked, seen = 0, set()
-    for band in range(bands):
-        keys = np.ascontiguousarray(sig[:, band * rows:(band + 1) * rows]).view(np.dtype((np.void, 4 * rows))).ravel()
-        _, bucket, counts = np.unique(keys, return_inverse=True, return_counts=True)
-        for members in _buckets(bucket, counts):
-            first = members[0]
-            for other in members[1:]:
-                if (first, other) in seen:
-                    continue
-                seen.add((first, other))
-                checked += 1
-                # Verify with the full signature: banding only proposes candidates.
-                if np.mean(sig[first] == sig[other]) >= threshold:
-                    ra, rb = root(first), root(other)
-                    parent[max(ra, rb)] = min(ra, rb)  # the earliest text represents the cluster
-    return NearDuplicates(np.array([root(i) for i in range(n)]), checked)
+    for a, b in pairs[similar].tolist():
+        ra, rb = root(a), root(b)
+        parent[max(ra, rb)] = min(ra, rb)  # the earliest text represents the cluster
+    while not np.array_equal(jumped := parent[parent], parent):
+        parent = jumped  # pointer jumping: every row ends pointing at its root
+    return NearDuplicates(parent, len(pairs))
 
 
-def _buckets(bucket: np.ndarray, counts: np.ndarray) -> list[np.ndarray]:
-    shared = np.flatnonzero(counts > 1)
-    if not len(shared):
-        return []
-    order = np.argsort(bucket, kind="stable")
-    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-    return [order[starts[b]:starts[b] + counts[b]] for b in shared]
+def find_near_duplicates(texts: Sequence[str] | pl.Series, threshold: float) -> NearDuplicates:
+    """Cluster texts whose estimated Jaccard similarity of character 5-grams is at least `threshold`."""
+    return cluster_signatures(signatures(texts), threshold)

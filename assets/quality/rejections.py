@@ -30,17 +30,21 @@ class Reconciliation:
                 f"{sum(self.filtered.values())} filtered" + (f" ({parts})" if parts else ""))
 
 
-def collect_rejections(quarantine: pl.DataFrame, filtered: pl.DataFrame) -> pl.DataFrame:
-    """One table of rejected rows: stage ('read' or 'clean'), file, line, reason, snippet."""
-    read = quarantine.select(
+def collect_rejections(quarantine: pl.DataFrame | pl.LazyFrame, filtered: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
+    """One table of rejected rows: stage ('read' or 'clean'), file, line, reason, snippet.
+    Lazy inputs (scanned parquet) are read column by column: the filtered rows' full text never
+    has to be in memory, only its snippet."""
+    read = quarantine.lazy().select(
         pl.lit("read").alias("stage"), "source_file", "line", "reason",
         pl.col("snippet").str.slice(0, SNIPPET_CHARS),
     )
-    clean = filtered.select(
+    clean = filtered.lazy().select(
         pl.lit("clean").alias("stage"), "source_file", "line", pl.col("filter").alias("reason"),
         pl.col("contents").list.join(" | ").str.slice(0, SNIPPET_CHARS).alias("snippet"),
     )
-    return pl.concat([read.cast(REJECTION_SCHEMA), clean.cast(REJECTION_SCHEMA)]).sort("stage", "source_file", "line", descending=[True, False, False])
+    return (pl.concat([read.cast(REJECTION_SCHEMA), clean.cast(REJECTION_SCHEMA)])
+            .sort("stage", "source_file", "line", descending=[True, False, False], maintain_order=True)
+            .collect(engine="streaming"))
 
 
 def reconcile(rows_in: int, kept: int, rejections: pl.DataFrame) -> Reconciliation:

@@ -5,6 +5,8 @@ import polars as pl
 
 from assets.common.atomic import atomic_directory
 from assets.partitions import domain_partitions
+from assets.quality.checks import check_results
+from assets.tokenization.expectations import CHECKS, run_dataset_checks
 from assets.tokenization.tokenizing import TokenizationConfig, round_trip_failures, tokenize_corpus
 from assets.training.loading import load_tokenizer
 from resources.landing import LandingZone
@@ -23,10 +25,8 @@ class TokenizationRunConfig(dg.Config, TokenizationConfig):
     kinds={"transformers", "datasets"},
     code_version="1",
     check_specs=[
-        dg.AssetCheckSpec("every_example_supervised", asset="training_dataset", blocking=True,
-                          description="No example is left without a supervised (assistant/text) token."),
-        dg.AssetCheckSpec("truncation_below_limit", asset="training_dataset",
-                          description="The share of truncated chat examples stays below max_truncated_share."),
+        *[dg.AssetCheckSpec(name, asset="training_dataset", blocking=blocking, description=text)
+          for name, (text, blocking) in CHECKS.items()],
         dg.AssetCheckSpec("chat_template_round_trip", asset="training_dataset", blocking=True,
                           description="Sample chat examples decode back to their rendered text and end with EOS."),
     ],
@@ -54,21 +54,11 @@ def training_dataset(context: dg.AssetExecutionContext, config: TokenizationRunC
     checked, mismatches = round_trip_failures(clean, tokenizer, settings)
     examples = stats["train_examples"] + stats["eval_examples"] + stats["unsupervised_examples"]
     truncated_share = stats["truncated_examples"] / max(examples, 1)
+    if stats["unsupervised_examples"]:
+        context.log.error(f"domain {domain!r}: {stats['unsupervised_examples']} examples have no supervised token "
+                          "(a prompt longer than max_seq_len?); they were left out and the domain stops")
     checks = [
-        dg.AssetCheckResult(
-            check_name="every_example_supervised",
-            passed=stats["unsupervised_examples"] == 0,
-            severity=dg.AssetCheckSeverity.ERROR,
-            description=f"{stats['unsupervised_examples']} examples have no supervised token "
-            "(prompt longer than max_seq_len?); they were left out",
-        ),
-        dg.AssetCheckResult(
-            check_name="truncation_below_limit",
-            passed=truncated_share <= settings.max_truncated_share,
-            severity=dg.AssetCheckSeverity.WARN,
-            description=f"{stats['truncated_examples']} of {examples} examples truncated "
-            f"({truncated_share:.1%}, limit {settings.max_truncated_share:.0%})",
-        ),
+        *check_results(context, "training_dataset", run_dataset_checks(tokenized.profile, settings)),
         dg.AssetCheckResult(
             check_name="chat_template_round_trip",
             passed=not mismatches,

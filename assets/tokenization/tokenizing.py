@@ -53,6 +53,9 @@ class TokenizedCorpus:
     train: Any  # datasets.Dataset
     eval: Any  # datasets.Dataset
     stats: dict[str, float | int]
+    # One row per example, kept or not (split, length, supervised_tokens, truncated): what the
+    # tokenization suite validates, without the tokens.
+    profile: pl.DataFrame | None = None
 
 
 def split_of(content_hash: str, eval_fraction: float, salt: str) -> str:
@@ -70,6 +73,7 @@ def tokenize_corpus(clean: pl.DataFrame, tokenizer: Any, config: TokenizationCon
         for split in ("train", "eval")
     }
     truncated = unsupervised = windowed_docs = 0
+    profile: dict[str, list] = {"split": [], "length": [], "supervised_tokens": [], "truncated": []}
     for row in clean.iter_rows(named=True):
         # Near-duplicates share their cluster's split key, so none sits on the other side of the split.
         split = split_of(row.get("split_key") or row["content_hash"], config.eval_fraction, config.split_salt)
@@ -77,6 +81,9 @@ def tokenize_corpus(clean: pl.DataFrame, tokenizer: Any, config: TokenizationCon
         windowed_docs += len(examples) > 1
         for example in examples:
             truncated += example.truncated
+            for name, value in (("split", split), ("length", len(example.input_ids)),
+                                ("supervised_tokens", example.supervised_tokens), ("truncated", bool(example.truncated))):
+                profile[name].append(value)
             if example.supervised_tokens == 0:
                 unsupervised += 1
                 continue
@@ -95,7 +102,8 @@ def tokenize_corpus(clean: pl.DataFrame, tokenizer: Any, config: TokenizationCon
     train = datasets.Dataset.from_dict(columns["train"])
     evaluation = datasets.Dataset.from_dict(columns["eval"])
     stats = _stats(columns, clean.height, truncated, unsupervised, windowed_docs)
-    return TokenizedCorpus(train=train, eval=evaluation, stats=stats)
+    schema = {"split": pl.String, "length": pl.Int64, "supervised_tokens": pl.Int64, "truncated": pl.Boolean}
+    return TokenizedCorpus(train=train, eval=evaluation, stats=stats, profile=pl.DataFrame(profile, schema=schema))
 
 
 def _stats(columns: dict, rows: int, truncated: int, unsupervised: int, windowed: int) -> dict:

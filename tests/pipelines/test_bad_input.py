@@ -66,7 +66,7 @@ def test_too_few_rows_fail_the_data_check_and_nothing_trains(landing: Path) -> N
     checks = {e.check_name: e for e in result.get_asset_check_evaluations()}
     assert not checks["enough_rows_to_train"].passed
     assert "expect_table_row_count_to_be_between" in checks["enough_rows_to_train"].description
-    assert "5 rows, at least 16 required" in checks["enough_rows_to_train"].description
+    assert "(table, min_value=16): observed 5" in checks["enough_rows_to_train"].description
     materialized = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
     assert materialized == {"raw_corpus", "clean_corpus", "quarantined_rows"}  # the gate skipped tokenization and training
     rejected = {e.check_name: e for e in result.get_asset_check_evaluations()}["counts_reconcile"]

@@ -1,0 +1,34 @@
+"""The `training_dataset` suite: checks on what training will actually see, per example.
+
+Runs over the tokenizer's per-example profile (split, length, supervised tokens, truncated) with
+thresholds from the domain's tokenization settings. An example with nothing to learn from stops the
+domain (it would be silent dead weight in every batch); truncation only warns, because a few cut
+replies are normal and the share is what tells people max_seq_len is too small.
+"""
+
+import polars as pl
+
+from assets.quality.suites import CheckOutcome, Expect, validate
+from assets.tokenization.tokenizing import TokenizationConfig
+
+CHECKS: dict[str, tuple[str, bool]] = {  # name -> (what passing means, blocking)
+    "every_example_supervised": ("No example is left without a supervised (assistant/text) token.", True),
+    "truncation_below_limit": ("The share of truncated examples stays at or below max_truncated_share.", False),
+    "lengths_within_max_seq_len": ("No example is longer than max_seq_len tokens.", True),
+}
+
+
+def training_dataset_suite(config: TokenizationConfig) -> list[Expect]:
+    import great_expectations.expectations as gxe
+
+    expectations = {
+        "every_example_supervised": gxe.ExpectColumnValuesToBeBetween(column="supervised_tokens", min_value=1),
+        "truncation_below_limit": gxe.ExpectColumnValuesToBeInSet(
+            column="truncated", value_set=[False], mostly=1.0 - config.max_truncated_share),
+        "lengths_within_max_seq_len": gxe.ExpectColumnValuesToBeBetween(column="length", max_value=config.max_seq_len),
+    }
+    return [Expect(name, text, expectations[name], blocking) for name, (text, blocking) in CHECKS.items()]
+
+
+def run_dataset_checks(profile: pl.DataFrame, config: TokenizationConfig) -> list[CheckOutcome]:
+    return validate(profile, "training_dataset", training_dataset_suite(config))
