@@ -6,13 +6,14 @@ import polars as pl
 from assets.common.atomic import atomic_directory
 from assets.common.hashing import files_fingerprint, json_fingerprint
 from assets.corpora.landing_scan import landing_fingerprint
-from assets.corpora.readers import list_domain_files, read_domain
+from assets.corpora.readers import list_domain_files
+from assets.corpora.writing import write_domain
 from assets.partitions import domain_partitions
 from resources.landing import LandingZone
 from resources.lineage import published, reuse_if_unchanged
 from resources.storage import ArtifactStore
 
-CODE_VERSION = "1"
+CODE_VERSION = "2"
 
 
 @dg.asset(partitions_def=domain_partitions, group_name="corpora", kinds={"polars", "parquet"}, code_version=CODE_VERSION)
@@ -27,27 +28,27 @@ def raw_corpus(context: dg.AssetExecutionContext, landing: LandingZone, artifact
     version = json_fingerprint({"code": CODE_VERSION, "files": files_fingerprint(files)})
     if reused := reuse_if_unchanged(context, version):
         return reused
+    location = artifacts.new_location(context, "raw_corpus")
     try:
-        result = read_domain(folder)
+        with atomic_directory(location) as staging:
+            written = write_domain(folder, staging / "rows.parquet")  # streamed: one batch in memory
+            written.read.quarantine.write_parquet(staging / "quarantine.parquet")
     except (FileNotFoundError, ValueError) as error:
         raise dg.Failure(f"domain {domain!r}: {error}") from error
-    location = artifacts.new_location(context, "raw_corpus")
-    with atomic_directory(location) as staging:
-        result.rows.write_parquet(staging / "rows.parquet")
-        result.quarantine.write_parquet(staging / "quarantine.parquet")
+    result = written.read
     metadata = {
         "path": dg.MetadataValue.path(str(location)),
         "landing_folder": dg.MetadataValue.path(str(folder)),
         "landing_fingerprint": landing_fingerprint(folder),
         "files": len(result.files),
         "rows_in": result.rows_in,
-        "rows_kept": result.rows.height,
+        "rows_kept": result.rows_kept,
         "rows_quarantined": result.quarantine.height,
         "empty_files": dg.MetadataValue.json(result.empty_files),
-        "kinds": dg.MetadataValue.json(dict(result.rows["kind"].value_counts().iter_rows())),
+        "kinds": dg.MetadataValue.json(written.kinds),
         "quarantine_preview": dg.MetadataValue.md(_quarantine_table(result.quarantine)),
     }
-    if result.rows.is_empty():
+    if not result.rows_kept:
         raise dg.Failure(
             f"domain {domain!r}: nothing usable in {folder}: all {result.rows_in} rows were quarantined "
             f"(reasons in {location / 'quarantine.parquet'})",

@@ -36,6 +36,8 @@ SETTINGS_NAMES = ("domain.yaml", "domain.yml")
 # One record (a .jsonl line, a .csv row, a .json element, a .txt file, a parquet row's text) may
 # not exceed this. Read at call time, so tests can lower it.
 MAX_RECORD_BYTES = 16 * 2**20
+# Rows a reader holds before handing them to its sink (see read_file).
+FLUSH_ROWS = 10_000
 # Names left behind by uploads in progress and editors; reading them would ingest half a file.
 _PARTIAL_ENDINGS = (".tmp", ".part", ".partial", "~")
 # Columns a csv/parquet file may carry; "input" alone identifies no shape, so it is not listed.
@@ -68,10 +70,15 @@ class ReadResult:
     files: list[str]           # relative POSIX paths of the files read, sorted
     # Files read that held no record at all (0 bytes, only a BOM, blank lines, `[]`, a csv header).
     empty_files: list[str] = field(default_factory=list)
+    kept: int = -1  # rows read fine; equals len(rows) unless they were streamed to a sink
+
+    @property
+    def rows_kept(self) -> int:
+        return len(self.rows) if self.kept < 0 else self.kept
 
     @property
     def rows_in(self) -> int:
-        return len(self.rows) + len(self.quarantine)
+        return self.rows_kept + len(self.quarantine)
 
 
 @dataclass(frozen=True)
@@ -154,8 +161,10 @@ def scan_domain_files(domain_dir: Path, landing_root: Path | None = None) -> Dom
     return DomainListing([found[name] for name in sorted(found)], sorted(refused.items()))
 
 
-def read_domain(domain_dir: Path, landing_root: Path | None = None) -> ReadResult:
-    """Read every data file of one domain folder; raise only if there is nothing to read."""
+def read_domain(domain_dir: Path, landing_root: Path | None = None,
+                sink: Callable[[Rows], None] | None = None) -> ReadResult:
+    """Read every data file of one domain folder; raise only if there is nothing to read.
+    With a `sink`, good rows go to it in batches (see read_file) and `rows` stays empty."""
     domain_dir = Path(domain_dir)
     if not domain_dir.is_dir():
         raise FileNotFoundError(f"domain folder {domain_dir} does not exist or is not a folder")
@@ -168,25 +177,40 @@ def read_domain(domain_dir: Path, landing_root: Path | None = None) -> ReadResul
                         for name, reason in listing.refused]
     files = [path.relative_to(domain_dir).as_posix() for path in listing.paths]
     empty = []
+    kept = 0
+
+    def take(batch: Rows) -> None:
+        nonlocal kept
+        kept += len(batch)
+        if sink is None:
+            rows.extend(batch)
+        elif batch:
+            sink(batch)
+
     for path, name in zip(listing.paths, files):
-        file_rows, file_quarantine = read_file(path, name)
-        if not file_rows and not file_quarantine:
+        before = kept
+        file_rows, file_quarantine = read_file(path, name, take if sink else None)
+        take(file_rows)
+        if kept == before and not file_quarantine:
             empty.append(name)
-        rows.extend(file_rows)
         quarantine.extend(file_quarantine)
     return ReadResult(_frame(rows, ROW_SCHEMA), _frame(quarantine, QUARANTINE_SCHEMA), files,
-                      sorted(empty))
+                      sorted(empty), kept)
 
 
-def read_file(path: Path, relative_name: str) -> tuple[Rows, Rows]:
+def read_file(path: Path, relative_name: str, sink: Callable[[Rows], None] | None = None) -> tuple[Rows, Rows]:
     """(rows, quarantine) of one file as dicts keyed like ROW_SCHEMA / QUARANTINE_SCHEMA.
+
+    With a `sink`, rows are handed to it every FLUSH_ROWS rows instead of piling up, so a file of
+    millions of records costs one batch of memory; the returned rows are then only the last part.
+    A .json file is one document that is either read through or rejected whole, so it is not flushed.
 
     `line` is the physical start line for .jsonl and .csv (header = line 1; LF, CRLF and lone CR
     each end a line), the 1-based element for a .json array (1 for a single object; the file line
     for a .json that cannot be read through), the 1-based row for .parquet, 1 for .txt.
     """
-    out = _Collector(relative_name)
     suffix = path.suffix.lower()
+    out = _Collector(relative_name, sink if suffix != ".json" else None)
     reader = _READERS.get(suffix)
     if reader is None:
         shown = f"'{suffix}'" if suffix else "(no suffix)"
@@ -212,10 +236,11 @@ def read_file(path: Path, relative_name: str) -> tuple[Rows, Rows]:
 class _Collector:
     """Accumulates one file's outcomes so each reader only says what happened at which line."""
 
-    def __init__(self, source_file: str):
+    def __init__(self, source_file: str, sink: Callable[[Rows], None] | None = None):
         self.source_file = source_file
         self.rows: Rows = []
         self.quarantine: Rows = []
+        self.sink = sink
 
     def reject(self, line: int, reason: str, raw: str | bytes) -> None:
         self.quarantine.append({"source_file": self.source_file, "line": line,
@@ -235,6 +260,9 @@ class _Collector:
             return
         self.rows.append({"source_file": self.source_file, "line": line,
                           "kind": kind, "roles": roles, "contents": contents})
+        if self.sink is not None and len(self.rows) >= FLUSH_ROWS:
+            self.sink(self.rows)
+            self.rows = []
 
     def clear(self) -> None:
         self.rows.clear()

@@ -1,0 +1,87 @@
+"""A domain full of hostile files goes through the real job: every bad row is quarantined with a
+reason naming its file and line, the counts reconcile, and the domain trains on what is left."""
+
+import codecs
+import json
+import os
+import random
+from pathlib import Path
+
+import dagster as dg
+import polars as pl
+import pytest
+
+from pipelines.definitions import defs
+from pipelines.registration import register_domains
+
+WORDS = "amber basalt cobalt dune ember fjord garnet harbor indigo jasper kelp lagoon mesa nectar onyx".split()
+
+
+@pytest.fixture
+def landing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("LORALINE_LANDING_DIR", str(tmp_path / "landing"))
+    monkeypatch.setenv("LORALINE_ARTIFACTS_DIR", str(tmp_path / "artifacts"))
+    (tmp_path / "landing").mkdir()
+    return tmp_path / "landing"
+
+
+def good_lines(n: int, seed: int) -> list[str]:
+    rng = random.Random(seed)
+    return [json.dumps({"text": " ".join(rng.choice(WORDS) for _ in range(30))}) for _ in range(n)]
+
+
+def hostile_domain(folder: Path, good: int) -> dict[str, int]:
+    """Writes the hostile files and returns how many bad rows each should quarantine."""
+    folder.mkdir(parents=True)
+    lines = good_lines(good, 1)
+    (folder / "main.jsonl").write_text("\n".join(lines[:good // 2] + ['{"text": "unterminated', '{"text": 42}',
+                                                                       '{"messages": [{"content": "no role"}]}']) + "\n")
+    (folder / "bom and spaces é.jsonl").write_bytes(codecs.BOM_UTF8 + "\r\n".join(lines[good // 2:good * 3 // 4]).encode() + b"\r\n")
+    (folder / "utf16.jsonl").write_bytes(codecs.BOM_UTF16_LE + "\n".join(lines[good * 3 // 4:]).encode("utf-16-le"))
+    (folder / "bad_bytes.jsonl").write_bytes(b'{"text": "caf\xe9 latin-1 byte in a utf-8 file"}\n')
+    (folder / "nul.jsonl").write_bytes(b'{"text": "a NUL \x00 inside"}\n')
+    (folder / "deep.json").write_text("[" * 5000 + "]" * 5000)
+    (folder / "quoted.csv").write_text('text\n"a quoted\nnewline inside a csv cell that is long enough"\n')
+    pl.DataFrame({"body": ["wrong column"]}).write_parquet(folder / "schema.parquet")
+    (folder / "empty.jsonl").write_text("")
+    (folder / "outside.jsonl").symlink_to("/etc/hostname")
+    return {"main.jsonl": 3, "bad_bytes.jsonl": 1, "deep.json": 1, "schema.parquet": 1, "outside.jsonl": 1}
+
+
+def run(domain: str) -> dg.ExecuteInProcessResult:
+    with dg.instance_for_test() as instance:
+        register_domains(instance, [domain])
+        return defs.resolve_job_def("domain_finetune_job").execute_in_process(
+            instance=instance, partition_key=domain, raise_on_error=False,
+            run_config={"ops": {"qlora_adapter": {"config": {"max_steps": 2}}}},
+        )
+
+
+def test_hostile_domain_quarantines_with_reasons_reconciles_and_trains(landing: Path) -> None:
+    expected = hostile_domain(landing / "hostile", good=40)
+    result = run("hostile")
+    materialized = {e.asset_key.to_user_string(): e for e in result.get_asset_materialization_events()}
+    assert {"raw_corpus", "clean_corpus", "quarantined_rows", "training_dataset", "qlora_adapter"} <= set(materialized)
+    checks = {e.check_name: e for e in result.get_asset_check_evaluations()}
+    assert checks["counts_reconcile"].passed and checks["most_rows_readable"].passed
+    rejections = pl.read_parquet(Path(materialized["quarantined_rows"].materialization.metadata["path"].value) / "rejections.parquet")
+    read = rejections.filter(pl.col("stage") == "read")
+    assert dict(read.group_by("source_file").len().iter_rows()) == expected
+    assert read["reason"].str.len_chars().min() > 10  # a reason, not a code
+    clean_meta = materialized["clean_corpus"].materialization.metadata
+    assert clean_meta["rows_clean"].value >= 40  # the good rows, plus the NUL and quoted-newline ones
+
+
+def test_mostly_unreadable_domain_stops_at_the_readability_check_naming_the_domain(landing: Path) -> None:
+    folder = landing / "garbled"
+    folder.mkdir()
+    (folder / "rows.jsonl").write_text("\n".join(good_lines(20, 2) + ["not json"] * 25) + "\n")
+    result = run("garbled")
+    assert not result.success
+    checks = {e.check_name: e for e in result.get_asset_check_evaluations()}
+    readable = checks["most_rows_readable"]
+    assert not readable.passed and "25 of 45 rows (55.6%)" in readable.description
+    materialized = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
+    assert "training_dataset" not in materialized and "quarantined_rows" in materialized
+    assert any("domain 'garbled'" in (e.message or "") and "most_rows_readable" in (e.message or "")
+               for e in result.all_events if e.event_type_value == "ENGINE_EVENT" or e.message)
