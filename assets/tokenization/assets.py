@@ -23,7 +23,7 @@ class TokenizationRunConfig(dg.Config, TokenizationConfig):
     deps=["clean_corpus", "base_model"],
     group_name="tokenization",
     kinds={"transformers", "datasets"},
-    code_version="1",
+    code_version="2",
     check_specs=[
         *[dg.AssetCheckSpec(name, asset="training_dataset", blocking=blocking, description=text)
           for name, (text, blocking) in CHECKS.items()],
