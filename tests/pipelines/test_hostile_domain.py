@@ -45,43 +45,46 @@ def hostile_domain(folder: Path, good: int) -> dict[str, int]:
     pl.DataFrame({"body": ["wrong column"]}).write_parquet(folder / "schema.parquet")
     (folder / "empty.jsonl").write_text("")
     (folder / "outside.jsonl").symlink_to("/etc/hostname")
-    return {"main.jsonl": 3, "bad_bytes.jsonl": 1, "deep.json": 1, "schema.parquet": 1, "outside.jsonl": 1}
+    return {"main.jsonl": 3, "bad_bytes.jsonl": 1, "nul.jsonl": 1, "deep.json": 1, "schema.parquet": 1, "outside.jsonl": 1}
 
 
-def run(domain: str) -> dg.ExecuteInProcessResult:
+def run(domain: str) -> tuple[dg.ExecuteInProcessResult, list[str]]:
+    """The domain's job after the base model; returns the result and the run's log messages."""
     with dg.instance_for_test() as instance:
         register_domains(instance, [domain])
-        return defs.resolve_job_def("domain_finetune_job").execute_in_process(
+        base = defs.resolve_implicit_global_asset_job_def().get_subset(asset_selection={dg.AssetKey("base_model")})
+        assert base.execute_in_process(instance=instance).success
+        result = defs.resolve_job_def("domain_finetune_job").execute_in_process(
             instance=instance, partition_key=domain, raise_on_error=False,
             run_config={"ops": {"qlora_adapter": {"config": {"max_steps": 2}}}},
         )
+        return result, [entry.user_message for entry in instance.all_logs(result.run_id)]
 
 
 def test_hostile_domain_quarantines_with_reasons_reconciles_and_trains(landing: Path) -> None:
     expected = hostile_domain(landing / "hostile", good=40)
-    result = run("hostile")
+    result, _ = run("hostile")
     materialized = {e.asset_key.to_user_string(): e for e in result.get_asset_materialization_events()}
     assert {"raw_corpus", "clean_corpus", "quarantined_rows", "training_dataset", "qlora_adapter"} <= set(materialized)
     checks = {e.check_name: e for e in result.get_asset_check_evaluations()}
     assert checks["counts_reconcile"].passed and checks["most_rows_readable"].passed
     rejections = pl.read_parquet(Path(materialized["quarantined_rows"].materialization.metadata["path"].value) / "rejections.parquet")
     read = rejections.filter(pl.col("stage") == "read")
-    assert dict(read.group_by("source_file").len().iter_rows()) == expected
+    assert dict(read.group_by("source_file").len().iter_rows()) == expected, read.select("source_file", "line", "reason").rows()
     assert read["reason"].str.len_chars().min() > 10  # a reason, not a code
     clean_meta = materialized["clean_corpus"].materialization.metadata
-    assert clean_meta["rows_clean"].value >= 40  # the good rows, plus the NUL and quoted-newline ones
+    assert clean_meta["rows_clean"].value == 41  # the good rows (BOM, CRLF and UTF-16 ones too) and the quoted csv cell
 
 
 def test_mostly_unreadable_domain_stops_at_the_readability_check_naming_the_domain(landing: Path) -> None:
     folder = landing / "garbled"
     folder.mkdir()
     (folder / "rows.jsonl").write_text("\n".join(good_lines(20, 2) + ["not json"] * 25) + "\n")
-    result = run("garbled")
+    result, logs = run("garbled")
     assert not result.success
     checks = {e.check_name: e for e in result.get_asset_check_evaluations()}
     readable = checks["most_rows_readable"]
     assert not readable.passed and "25 of 45 rows (55.6%)" in readable.description
     materialized = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
     assert "training_dataset" not in materialized and "quarantined_rows" in materialized
-    assert any("domain 'garbled'" in (e.message or "") and "most_rows_readable" in (e.message or "")
-               for e in result.all_events if e.event_type_value == "ENGINE_EVENT" or e.message)
+    assert any("domain 'garbled'" in line and "most_rows_readable failed" in line for line in logs)
