@@ -42,7 +42,8 @@ class QLoraConfig(BaseModel):
         description="How examples fill micro-batches. 'blocks': packed into rows of the longest example's "
         "length with position ids restarting per example (no attention across examples), ~1% padding, "
         "1.62x real tokens/s on our CPU; 'by_length': similar lengths batched together, padded (1.53x); "
-        "'off': random batches padded to their longest (40-60% padding). 'auto' picks 'blocks'.",
+        "'off': random batches padded to their longest (40-60% padding). 'auto' picks 'blocks' unless "
+        "'by_length' pads clearly less (a narrow mix of long examples, where one fills a block).",
     )
     gradient_checkpointing: bool = Field(
         False, description="Recompute activations in backward: less memory, 9-31% slower here. Turn on for long sequences on a GPU."

@@ -17,9 +17,9 @@ def main(request_path: str) -> None:
     if int(os.environ.get("RANK", "0")) != 0:
         run_request(request, _stderr)
         return
-    from dagster_pipes import is_dagster_pipes_process, open_dagster_pipes
+    from dagster_pipes import DAGSTER_PIPES_CONTEXT_ENV_VAR, open_dagster_pipes
 
-    if not is_dagster_pipes_process():
+    if DAGSTER_PIPES_CONTEXT_ENV_VAR not in os.environ:  # launched by hand: plain stderr logging
         run_request(request, _stderr)
         return
     with open_dagster_pipes() as pipes:

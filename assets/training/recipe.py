@@ -28,7 +28,7 @@ from typing import Any
 from assets.training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from assets.training.config import QLoraConfig
 from assets.training.loading import load_quantized_base, load_tokenizer, pick_compute_dtype
-from assets.training.packing import collate_rows, pad_share_of, plan_layout, resolve_packing, steps_for, supervised_tokens
+from assets.training.packing import choose_layout, collate_rows, pad_share_of, steps_for, supervised_tokens
 
 
 @dataclass(frozen=True)
@@ -123,8 +123,8 @@ def train_qlora(
             f"the training split has {len(lengths)} examples, fewer than one batch of {config.batch_size}: "
             "add data to the domain or lower training.batch_size"
         )
-    mode = resolve_packing(config.packing, device)
-    layout = plan_layout(mode, lengths, config.batch_size)
+    layout = choose_layout(config.packing, lengths, config.batch_size, config.seed)
+    mode = layout.mode
     per_step = config.gradient_accumulation * world  # micro-batches per optimiser step, all processes
     epochs = {0: layout.epoch(lengths, config.seed, 0)}
 

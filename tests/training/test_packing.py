@@ -7,7 +7,7 @@ import torch
 
 from assets.tokenization.formatting import IGNORE_INDEX
 from assets.training.config import QLoraConfig
-from assets.training.packing import collate_rows, pack_blocks, pad_share_of, plan_layout, supervised_tokens
+from assets.training.packing import choose_layout, collate_rows, pack_blocks, pad_share_of, plan_layout, supervised_tokens
 from assets.training.recipe import build_model
 
 PAD = 258
@@ -84,3 +84,12 @@ def test_epoch_layout_is_a_pure_function_of_seed_and_epoch():
     layout = plan_layout("blocks", lengths, batch_size=4)
     assert layout.epoch(lengths, 3, 1) == layout.epoch(lengths, 3, 1)
     assert layout.epoch(lengths, 3, 1) != layout.epoch(lengths, 3, 2)
+
+
+def test_auto_packs_a_skewed_mix_and_batches_a_narrow_long_mix_by_length():
+    rng = random.Random(0)
+    skewed = [min(512, 16 + int(rng.lognormvariate(4.0, 0.9))) for _ in range(500)]
+    narrow = [rng.randint(550, 890) for _ in range(100)]  # like the sample domain: one example fills a block
+    assert choose_layout("auto", skewed, 8, seed=1).mode == "blocks"
+    assert choose_layout("auto", narrow, 8, seed=1).mode == "by_length"
+    assert choose_layout("blocks", narrow, 8, seed=1).mode == "blocks"  # an explicit choice is kept
