@@ -155,6 +155,10 @@ def train_qlora(
         log(f"resuming from checkpoint {resume} (step {start})")
 
     # train
+    rows = f"rows of {layout.block_len} tokens, {layout.rows_per_batch} per micro-batch" if layout.block_len else f"{layout.rows_per_batch} examples per micro-batch"
+    if rank == 0:
+        log(f"batches: {mode} ({rows}), padding {pad_share_of(epochs[0], lengths, layout.block_len):.1%} of an epoch's positions; "
+            f"{per_step} micro-batches per step on {world} process(es)")
     model.train()
     progress = ProgressLog(log if rank == 0 else (lambda _: None), total, start, config.logging_steps)
     progress.history = history
