@@ -6,6 +6,8 @@ import time), with defaults under the working directory: see each resource's fie
 
 import os
 
+import dagster as dg
+
 from resources.base_model_source import BaseModelSource
 from resources.compute import ComputeSettings
 from resources.landing import LandingZone
@@ -23,4 +25,6 @@ def resources_for(environment: str | None = None) -> dict:
         "artifacts": ArtifactStore(),
         "base_model_source": BaseModelSource(),
         "compute": ComputeSettings(),
+        # Out-of-process training (ComputeSettings.training_launcher); dagster-k8s' PipesK8sClient in a cluster.
+        "pipes_subprocess_client": dg.PipesSubprocessClient(),
     }

@@ -37,12 +37,25 @@ class QLoraConfig(BaseModel):
     warmup_ratio: float = Field(0.05, ge=0, lt=1, description="Share of steps spent warming the learning rate up from 0.")
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay on adapter weights.")
     max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping norm.")
+    packing: Literal["auto", "blocks", "by_length", "off"] = Field(
+        "auto",
+        description="How examples fill micro-batches. 'blocks': packed into rows of the longest example's "
+        "length with position ids restarting per example (no attention across examples), ~1% padding, "
+        "1.62x real tokens/s on our CPU; 'by_length': similar lengths batched together, padded (1.53x); "
+        "'off': random batches padded to their longest (40-60% padding). 'auto' picks 'blocks' unless "
+        "'by_length' pads clearly less (a narrow mix of long examples, where one fills a block).",
+    )
     gradient_checkpointing: bool = Field(
         False, description="Recompute activations in backward: less memory, 9-31% slower here. Turn on for long sequences on a GPU."
     )
     seed: int = Field(42, description="Seed of adapter init, dropout and data order: same seed and data give the same adapter.")
     logging_steps: int = Field(5, ge=1, description="Steps between progress lines in the run log.")
-    save_steps: int = Field(100, ge=1, description="Steps between checkpoints; a re-run resumes from the last one.")
+    save_steps: int = Field(
+        100,
+        ge=1,
+        description="Optimiser steps between checkpoints; a retry or re-run resumes from the last one. "
+        "Smaller loses less work to a crash but writes adapter + optimiser state more often.",
+    )
 
     @model_validator(mode="after")
     def _modules_named(self) -> "QLoraConfig":

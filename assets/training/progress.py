@@ -1,44 +1,26 @@
-"""A Trainer callback that writes steady progress lines and stops on a non-finite loss.
+"""Steady progress lines for the run log: step/total, loss, learning rate, tokens/s, time left."""
 
-Imported only inside the training recipe, so importing transformers at the top is fine here.
-"""
-
-import math
 import time
 from collections.abc import Callable
 
-from transformers import TrainerCallback
 
+class ProgressLog:
+    """Logs every `interval` optimiser steps (and the last); keeps the loss curve."""
 
-class ProgressLog(TrainerCallback):
-    """One line per logging step: step/total, loss, learning rate, tokens/s, time left."""
-
-    def __init__(self, log: Callable[[str], None]) -> None:
-        self.log = log
+    def __init__(self, log: Callable[[str], None], total_steps: int, first_step: int, interval: int) -> None:
+        self.log, self.total, self.first, self.interval = log, total_steps, first_step, interval
         self.history: list[dict[str, float]] = []
-        self.started = time.perf_counter()
-        self.last = (self.started, 0)
+        self.started = self.last_time = time.perf_counter()
+        self.last_tokens = 0
+        self.log(f"training: {total_steps} steps, starting at step {first_step}")
 
-    def on_train_begin(self, args, state, control, **kwargs):
-        self.started = time.perf_counter()
-        self.last = (self.started, int(state.num_input_tokens_seen))
-        self.first_step = state.global_step  # > 0 when resuming from a checkpoint
-        self.log(f"training: {state.max_steps} steps, starting at step {state.global_step}")
-
-    def on_log(self, args, state, control, logs=None, **kwargs):
-        if not logs or "loss" not in logs:
+    def step(self, step: int, loss: float, learning_rate: float, tokens: int) -> None:
+        """`step` is the number of optimiser steps done; `tokens` the real tokens seen in this run."""
+        if step % self.interval and step != self.total:
             return
-        loss = float(logs["loss"])
-        lr = float(logs.get("learning_rate", 0.0))
-        self.history.append({"step": state.global_step, "loss": loss, "learning_rate": lr})
-        now, tokens = time.perf_counter(), int(state.num_input_tokens_seen)
-        rate = (tokens - self.last[1]) / max(now - self.last[0], 1e-9)
-        self.last = (now, tokens)
-        done = max(state.global_step - self.first_step, 1)
-        eta = (now - self.started) / done * (state.max_steps - state.global_step)
-        self.log(
-            f"step {state.global_step}/{state.max_steps} loss {loss:.4f} lr {lr:.2e} "
-            f"{rate:,.0f} tok/s, about {eta:.0f}s left"
-        )
-        if not math.isfinite(loss):
-            control.should_training_stop = True
+        self.history.append({"step": step, "loss": loss, "learning_rate": learning_rate})
+        now = time.perf_counter()
+        rate = (tokens - self.last_tokens) / max(now - self.last_time, 1e-9)
+        self.last_time, self.last_tokens = now, tokens
+        eta = (now - self.started) / max(step - self.first, 1) * (self.total - step)
+        self.log(f"step {step}/{self.total} loss {loss:.4f} lr {learning_rate:.2e} {rate:,.0f} tok/s, about {eta:.0f}s left")

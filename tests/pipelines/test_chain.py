@@ -126,3 +126,16 @@ def test_every_artifact_records_its_path(chain: dict) -> None:
         assert path.is_dir() and path.is_relative_to(chain["root"] / "artifacts" / asset / "support")
     leftovers = [p for p in (chain["root"] / "artifacts").rglob(".*staging*")]
     assert not leftovers
+
+
+def test_adapter_trained_through_pipes_with_packing_and_a_plotted_loss_curve(chain: dict) -> None:
+    adapter = metadata(chain, "qlora_adapter")
+    assert adapter["launcher"] == "subprocess" and adapter["world_size"] == 1
+    # The sample domain's examples are long and alike (550-890 tokens): one fills a block, so 'auto' batches by length.
+    assert adapter["packing"] == "by_length" and 0.0 <= adapter["pad_share"] < 0.05
+    for key in ("final_train_loss", "tokens_per_second", "pad_share", "peak_memory_mb", "duration_s"):
+        assert isinstance(adapter[key], float), key
+    assert adapter["loss_curve"].startswith("![loss curve](data:image/png;base64,iVBORw0KGgo")  # PNG magic
+    assert [row.data["step"] for row in adapter["loss_table"].records] == [10, 20, 30]
+    logs = [e.message for e in chain["instance"].all_logs(chain["result"].run_id) if e.step_key == "qlora_adapter"]
+    assert any(line and line.startswith("step 30/30 loss") and "tok/s" in line for line in logs)

@@ -1,0 +1,69 @@
+"""A real training process killed with SIGKILL resumes from its last checkpoint and ends with the
+adapter of an uninterrupted run; the same step runs data-parallel under torchrun with the same result."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from safetensors.torch import load_file
+
+from assets.training.config import QLoraConfig
+from assets.training.recipe import train_qlora
+from assets.training.worker import write_request
+from conftest import toy_dataset
+
+CONFIG = dict(max_steps=40, batch_size=4, save_steps=5, logging_steps=5, lora_dropout=0.1, seed=3)
+
+
+def worker(request, *launcher):
+    command = [*launcher, "-m", "assets.training.worker", str(request)] if launcher else [sys.executable, "-m", "assets.training.worker", str(request)]
+    return subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env=os.environ | {"OMP_NUM_THREADS": "1"})
+
+
+def max_difference(a, b):
+    a, b = load_file(a / "adapter_model.safetensors"), load_file(b / "adapter_model.safetensors")
+    assert a.keys() == b.keys()
+    return max((a[k] - b[k]).abs().max().item() for k in a)
+
+
+def test_sigkilled_training_resumes_to_the_uninterrupted_adapter(tiny_base, tmp_path):
+    data = tmp_path / "train"
+    toy_dataset(80).save_to_disk(str(data))
+    reference = tmp_path / "reference"
+    train_qlora(tiny_base, toy_dataset(80), reference, tmp_path / "ckpt-ref", QLoraConfig(**CONFIG), "cpu", log=lambda _: None)
+
+    adapter, checkpoints = tmp_path / "adapter", tmp_path / "ckpt"
+    request = write_request(tmp_path / "request.json", tiny_base, data, adapter, checkpoints, CONFIG, "cpu", tmp_path / "report.json")
+    process = worker(request)
+    deadline = time.monotonic() + 120
+    while not list(checkpoints.glob("step-*")) and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    process.send_signal(signal.SIGKILL)
+    assert process.wait() == -signal.SIGKILL, process.stderr.read()  # killed mid-run, not finished
+    assert not (adapter / "adapter_model.safetensors").exists()
+    killed_at = int(sorted(checkpoints.glob("step-*"))[-1].name.removeprefix("step-"))
+    assert 5 <= killed_at < 40
+
+    again = worker(request)
+    _, log = again.communicate(timeout=180)
+    assert again.returncode == 0, log
+    assert "resuming from checkpoint" in log and f"step {killed_at})" in log
+    assert max_difference(adapter, reference) < 1e-5
+
+
+def test_torchrun_two_processes_match_one_process(tiny_base, tmp_path):
+    data = tmp_path / "train"
+    toy_dataset(64).save_to_disk(str(data))
+    # One process accumulating 2 micro-batches sees the same step as 2 processes with 1 each.
+    single = QLoraConfig(**CONFIG | {"max_steps": 6, "gradient_accumulation": 2})
+    train_qlora(tiny_base, toy_dataset(64), tmp_path / "single", tmp_path / "c1", single, "cpu", log=lambda _: None)
+
+    config = CONFIG | {"max_steps": 6, "gradient_accumulation": 1}
+    request = write_request(tmp_path / "request.json", tiny_base, data, tmp_path / "multi", tmp_path / "c2", config, "cpu", tmp_path / "report.json")
+    run = worker(request, sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2")
+    _, log = run.communicate(timeout=240)
+    assert run.returncode == 0, log
+    assert '"world_size": 2' in (tmp_path / "report.json").read_text()
+    assert max_difference(tmp_path / "multi", tmp_path / "single") < 1e-5
