@@ -13,7 +13,7 @@ from assets.partitions import domain_partitions
 from assets.training.config import QLoraConfig
 from assets.training.curve import loss_curve_markdown
 from assets.training.recipe import train_qlora
-from assets.training.worker import write_request
+from assets.training.worker import error_path, read_request, write_request
 from resources.compute import ComputeSettings
 from resources.landing import LandingZone
 from resources.lineage import logical_version, published, require_passed_checks, reuse_if_unchanged, upstream_path
@@ -70,7 +70,17 @@ def qlora_adapter(
             launcher = [sys.executable]
             if compute.training_launcher == "torchrun":
                 launcher += ["-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={compute.training_processes}"]
-            pipes_subprocess_client.run(context=context, command=[*launcher, "-m", "assets.training.external", str(request)])
+            failure = error_path(read_request(str(request)))
+            failure.unlink(missing_ok=True)  # left by an earlier attempt
+            try:
+                pipes_subprocess_client.run(context=context, command=[*launcher, "-m", "assets.training.external", str(request)])
+            except Exception as error:
+                if not failure.exists():
+                    raise  # killed or crashed without a word: the retry resumes from the checkpoint
+                stopped = json.loads(failure.read_text())
+                # The trainer said why (diverged, too little data): the same inputs would fail again.
+                raise dg.Failure(f"domain {domain!r}: training stopped: {stopped['type']}: {stopped['message']}",
+                                 allow_retries=False) from error
             report = json.loads(Path(checkpoints / "report.json").read_text())
     shutil.rmtree(checkpoints, ignore_errors=True)  # the adapter is published; scratch no longer needed
     return published(_metadata(report, location, device, compute.training_launcher, settings), version)

@@ -32,21 +32,33 @@ def run_request(request: dict[str, Any], log) -> dict[str, Any]:
     from assets.training.config import QLoraConfig
     from assets.training.recipe import train_qlora
 
-    report = train_qlora(
-        Path(request["base_dir"]),
-        load_from_disk(request["dataset_dir"]),
-        Path(request["adapter_dir"]),
-        Path(request["checkpoint_dir"]),
-        QLoraConfig(**request["config"]),
-        request["device"],
-        log=log,
-    )
+    try:
+        report = train_qlora(
+            Path(request["base_dir"]),
+            load_from_disk(request["dataset_dir"]),
+            Path(request["adapter_dir"]),
+            Path(request["checkpoint_dir"]),
+            QLoraConfig(**request["config"]),
+            request["device"],
+            log=log,
+        )
+    except Exception as error:
+        # The launcher only sees an exit code; this file tells it what went wrong and whether a
+        # retry could help (a killed process writes nothing here and is retried).
+        if int(os.environ.get("RANK", "0")) == 0:
+            error_path(request).write_text(json.dumps({"type": type(error).__name__, "message": str(error)}))
+        raise
     result = asdict(report) | {"trainable_percent": report.trainable_percent}
     if int(os.environ.get("RANK", "0")) == 0:
         staging = Path(request["report_path"]).with_suffix(".tmp")
         staging.write_text(json.dumps(result, indent=2))
         staging.replace(request["report_path"])
     return result
+
+
+def error_path(request: dict[str, Any]) -> Path:
+    """Where process 0 writes the error that stopped training: beside the report."""
+    return Path(request["report_path"]).with_name("error.json")
 
 
 def read_request(path: str) -> dict[str, Any]:

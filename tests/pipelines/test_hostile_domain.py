@@ -88,3 +88,22 @@ def test_mostly_unreadable_domain_stops_at_the_readability_check_naming_the_doma
     materialized = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
     assert "training_dataset" not in materialized and "quarantined_rows" in materialized
     assert any("domain 'garbled'" in line and "most_rows_readable failed" in line for line in logs)
+
+
+def test_a_domain_too_small_for_one_batch_stops_naming_the_domain_without_a_retry(landing: Path) -> None:
+    folder = landing / "small"
+    folder.mkdir()
+    (folder / "rows.jsonl").write_text("\n".join(good_lines(40, 3)) + "\n")
+    with dg.instance_for_test() as instance:
+        register_domains(instance, ["small"])
+        base = defs.resolve_implicit_global_asset_job_def().get_subset(asset_selection={dg.AssetKey("base_model")})
+        assert base.execute_in_process(instance=instance).success
+        result = defs.resolve_job_def("domain_finetune_job").execute_in_process(
+            instance=instance, partition_key="small", raise_on_error=False,
+            run_config={"ops": {"qlora_adapter": {"config": {"batch_size": 64}}}},
+        )
+    failures = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    assert [e.step_key for e in failures] == ["qlora_adapter"]
+    message = failures[0].step_failure_data.error.message
+    assert "domain 'small': training stopped: DatasetTooSmall:" in message and "fewer than one batch of 64" in message
+    assert not [e for e in result.all_events if e.event_type_value == "STEP_RESTARTED"]  # deterministic: not retried
