@@ -57,7 +57,7 @@ def clean_corpus(context: dg.AssetExecutionContext, config: CleaningRunConfig, l
     with atomic_directory(clean_dir) as staging:
         result = clean_parquet(raw_dir / "rows.parquet", staging / "rows.parquet", staging / "filtered.parquet", settings)
         rejections = collect_rejections(pl.scan_parquet(raw_dir / "quarantine.parquet"), pl.scan_parquet(staging / "filtered.parquet"))
-    context.log.info(f"domain {context.partition_key!r}: {result.rows_in} rows cleaned in {result.batches} batches, "
+    context.log.info(f"domain {context.partition_key!r}: {result.rows_in} rows cleaned in {result.batches} batch(es), "
                      f"{result.rows_clean} kept")
     with atomic_directory(rejected_dir) as staging:
         rejections.write_parquet(staging / "rejections.parquet")
