@@ -7,17 +7,10 @@ import dagster as dg
 import pytest
 
 from assets.common.domains import InvalidDomainKey
+from landing_zone import landing  # noqa: F401 (fixture)
 from pipelines.definitions import defs
 from pipelines.registration import register_domains
 from resources.landing import LandingZone
-
-
-@pytest.fixture
-def landing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("LORALINE_LANDING_DIR", str(tmp_path / "landing"))
-    monkeypatch.setenv("LORALINE_ARTIFACTS_DIR", str(tmp_path / "artifacts"))
-    (tmp_path / "landing").mkdir()
-    return tmp_path / "landing"
 
 
 def run_domain(domain: str) -> tuple[dg.ExecuteInProcessResult, dg.DagsterInstance]:

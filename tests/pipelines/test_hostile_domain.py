@@ -3,26 +3,17 @@ reason naming its file and line, the counts reconcile, and the domain trains on 
 
 import codecs
 import json
-import os
 import random
 from pathlib import Path
 
 import dagster as dg
 import polars as pl
-import pytest
 
+from landing_zone import landing  # noqa: F401 (fixture)
 from pipelines.definitions import defs
 from pipelines.registration import register_domains
 
 WORDS = "amber basalt cobalt dune ember fjord garnet harbor indigo jasper kelp lagoon mesa nectar onyx".split()
-
-
-@pytest.fixture
-def landing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("LORALINE_LANDING_DIR", str(tmp_path / "landing"))
-    monkeypatch.setenv("LORALINE_ARTIFACTS_DIR", str(tmp_path / "artifacts"))
-    (tmp_path / "landing").mkdir()
-    return tmp_path / "landing"
 
 
 def good_lines(n: int, seed: int) -> list[str]:
