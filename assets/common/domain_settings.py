@@ -20,7 +20,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from assets.evaluation.metrics import EvaluationConfig
-from assets.quality.cleaning import CleaningConfig
+from assets.quality.cleaning_config import CleaningConfig
 from assets.release.merging import MergeConfig
 from assets.tokenization.tokenizing import TokenizationConfig
 from assets.training.config import QLoraConfig

@@ -56,13 +56,19 @@ class CleaningSummary:
     """What `clean_parquet` wrote, without the rows: counts and the clean rows' profile."""
 
     rows_in: int
-    rows_clean: int
-    characters: int
     counts: dict[str, int]
     profile: pl.DataFrame  # PROFILE_COLUMNS of every clean row, for the data checks
     pii: dict[str, int] = field(default_factory=dict)
     languages: dict[str, int] = field(default_factory=dict)
     batches: int = 0
+
+    @property
+    def rows_clean(self) -> int:
+        return self.profile.height
+
+    @property
+    def characters(self) -> int:
+        return int(self.profile["n_chars"].sum() or 0)
 
 
 def record_key(roles: list[str], contents: list[str]) -> str:
@@ -80,10 +86,10 @@ def clean_corpus(raw: pl.DataFrame, config: CleaningConfig) -> CleaningResult:
     clean_parts, filtered_parts = [], []
     summary = _run(raw.sort("source_file", "line", maintain_order=True).lazy(), config,
                    lambda clean, filtered: (clean_parts.append(clean), filtered_parts.append(filtered)))
-    template = _finish(_features(raw.head(0), config), pl.Series("split_key", [], pl.String))
+    empty_clean, empty_filtered = _empty_outputs(raw.head(0), config)
     return CleaningResult(
-        clean=pl.concat([template.filter(pl.col("filter").is_null()).drop("filter"), *clean_parts], how="diagonal_relaxed"),
-        filtered=pl.concat([template.filter(pl.col("filter").is_not_null()), *filtered_parts], how="diagonal_relaxed"),
+        clean=pl.concat([empty_clean, *clean_parts], how="diagonal_relaxed"),
+        filtered=pl.concat([empty_filtered, *filtered_parts], how="diagonal_relaxed"),
         counts=summary.counts, pii=summary.pii, languages=summary.languages,
     )
 
@@ -103,8 +109,7 @@ def clean_parquet(rows_path: Path, clean_path: Path, filtered_path: Path, config
     try:
         summary = _run(pl.scan_parquet(rows_path), config, write, spool_under=clean_path.parent)
         if clean_path not in writers or filtered_path not in writers:  # an empty side still gets its schema
-            empty = _finish(_features(pl.read_parquet(rows_path, n_rows=0), config), pl.Series("split_key", [], pl.String))
-            write(empty.filter(pl.col("filter").is_null()).drop("filter"), empty.filter(pl.col("filter").is_not_null()))
+            write(*_empty_outputs(pl.read_parquet(rows_path, n_rows=0), config))
     finally:
         for writer in writers.values():
             writer.close()
@@ -141,7 +146,7 @@ def _run(rows: pl.LazyFrame, config: CleaningConfig, write: Callable[[pl.DataFra
         clusters = cluster_signatures(signed, config.near_dup_threshold)
         split_keys = np.asarray(kept_hashes, dtype=object)[clusters.cluster] if kept_hashes else np.zeros(0, object)
         near_dups = clusters.duplicates & config.near_dedup
-        profiles, characters, offset = [], 0, 0
+        profiles, offset = [], 0
         for path in spooled:
             frame = pl.read_parquet(path)
             survivor = frame["filter"].is_null().to_numpy()
@@ -153,12 +158,11 @@ def _run(rows: pl.LazyFrame, config: CleaningConfig, write: Callable[[pl.DataFra
             frame = frame.with_columns(
                 pl.when(pl.Series(drop)).then(pl.lit("near_duplicate")).otherwise(pl.col("filter")).alias("filter"))
             profiles.append(frame.filter(pl.col("filter").is_null()).select(PROFILE_COLUMNS))
-            characters += int(profiles[-1]["n_chars"].sum() or 0)
             counts.update(frame["filter"].drop_nulls().to_list())
             out = _finish(frame, pl.Series("split_key", keys.tolist(), dtype=pl.String))
             write(out.filter(pl.col("filter").is_null()).drop("filter"), out.filter(pl.col("filter").is_not_null()))
     profile = pl.concat(profiles) if profiles else pl.DataFrame(schema={"content_hash": pl.String, "n_chars": pl.Int64, "shortest_target": pl.Int64})
-    return CleaningSummary(rows_in=rows_in, rows_clean=profile.height, characters=characters, counts=dict(counts),
+    return CleaningSummary(rows_in=rows_in, counts=dict(counts),
                            profile=profile, pii={k: pii[k] for k in pii} if config.scrub_pii else {},
                            languages=dict(languages.most_common()), batches=len(spooled))
 
@@ -232,6 +236,12 @@ def _mark_exact_duplicates(frame: pl.DataFrame, seen: set[str], deduplicate: boo
             seen.add(hash_)
     return frame.with_columns(
         pl.when(pl.Series(duplicate, dtype=pl.Boolean)).then(pl.lit("exact_duplicate")).otherwise(pl.col("filter")).alias("filter"))
+
+
+def _empty_outputs(no_rows: pl.DataFrame, config: CleaningConfig) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(clean, filtered) with no rows but the output schema, from an empty input table."""
+    empty = _finish(_features(no_rows, config), pl.Series("split_key", [], pl.String))
+    return empty.drop("filter"), empty
 
 
 def _finish(frame: pl.DataFrame, split_key: pl.Series) -> pl.DataFrame:

@@ -46,5 +46,6 @@ def run_corpus_checks(profile: pl.DataFrame, config: CleaningConfig, rows_readab
     share of readable rows; one outcome per name in CHECKS, in that order."""
     outcomes = validate(profile.select("content_hash", "n_chars", "shortest_target"), "clean_corpus", clean_corpus_suite(config))
     # One row per row that reached the readers: enough for GE to count the share, no text needed.
-    read = pl.DataFrame({"outcome": ["read"] * rows_readable + ["quarantined"] * rows_quarantined}, schema={"outcome": pl.String})
+    read = pl.concat([pl.repeat("read", rows_readable, eager=True), pl.repeat("quarantined", rows_quarantined, eager=True)])
+    read = read.cast(pl.String).alias("outcome").to_frame()
     return outcomes + validate(read, "raw_rows", readability_suite(config))
