@@ -1,13 +1,16 @@
 """`training_dataset`: chat-templated, tokenized, split train/eval, saved as Arrow."""
 
+import json
+
 import dagster as dg
 import polars as pl
 
 from assets.common.atomic import atomic_directory
 from assets.partitions import domain_partitions
 from assets.quality.checks import check_results
+from assets.tokenization.chat_format import chat_format
 from assets.tokenization.expectations import CHECKS, run_dataset_checks
-from assets.tokenization.tokenizing import TokenizationConfig, round_trip_failures, tokenize_corpus
+from assets.tokenization.tokenizing import TokenizationConfig, effective_config, round_trip_failures, tokenize_corpus
 from assets.training.loading import load_tokenizer
 from resources.landing import LandingZone
 from resources.lineage import logical_version, published, require_passed_checks, reuse_if_unchanged, upstream_path
@@ -23,51 +26,72 @@ class TokenizationRunConfig(dg.Config, TokenizationConfig):
     deps=["clean_corpus", "base_model"],
     group_name="tokenization",
     kinds={"transformers", "datasets"},
-    code_version="2",
+    code_version="3",
     check_specs=[
         *[dg.AssetCheckSpec(name, asset="training_dataset", blocking=blocking, description=text)
           for name, (text, blocking) in CHECKS.items()],
         dg.AssetCheckSpec("chat_template_round_trip", asset="training_dataset", blocking=True,
-                          description="Sample chat examples decode back to their rendered text and end with EOS."),
+                          description="Sample chat examples decode back to their rendered text, with exactly the "
+                          "answers and their end-of-turn tokens supervised."),
     ],
 )
 def training_dataset(context: dg.AssetExecutionContext, config: TokenizationRunConfig, landing: LandingZone, artifacts: ArtifactStore) -> dg.MaterializeResult:
-    """Records rendered with the base tokenizer's chat template (loss on assistant turns and plain
-    text only, every example ending in EOS), split train/eval by content hash, saved with `datasets`."""
+    """Records rendered with the base model's own chat template (loss on the assistants' answers and
+    their end-of-turn token, and on plain text), long conversations split at turn boundaries, split
+    train/eval by content hash, saved with `datasets`; rows with nothing to learn are kept aside
+    with their reason (`rejected.parquet`)."""
     domain = context.partition_key
     require_passed_checks(context, "clean_corpus")
-    settings = landing.effective_settings(domain, "tokenization", config)
-    version = logical_version(context, {"clean_corpus": True, "base_model": False}, settings.model_dump())
+    requested = landing.effective_settings(domain, "tokenization", config)
+    version = logical_version(context, {"clean_corpus": True, "base_model": False}, requested.model_dump())
     if reused := reuse_if_unchanged(context, version):
         return reused
     clean = pl.read_parquet(upstream_path(context, "clean_corpus") / "rows.parquet")
-    tokenizer = load_tokenizer(upstream_path(context, "base_model", partitioned=False))
+    base_dir = upstream_path(context, "base_model", partitioned=False)
+    settings, clamped = effective_config(requested, json.loads((base_dir / "config.json").read_text()))
+    if clamped:
+        context.log.warning(f"domain {domain!r}: {clamped}")
+    tokenizer = load_tokenizer(base_dir)
+    fmt = chat_format(tokenizer)
     try:
-        tokenized = tokenize_corpus(clean, tokenizer, settings)
+        tokenized = tokenize_corpus(clean, tokenizer, settings, fmt)
     except ValueError as error:
         raise dg.Failure(f"domain {domain!r}: {error}") from error
     location = artifacts.new_location(context, "training_dataset")
     with atomic_directory(location) as staging:
         tokenized.train.save_to_disk(str(staging / "train"))
         tokenized.eval.save_to_disk(str(staging / "eval"))
+        tokenized.rejected.write_parquet(staging / "rejected.parquet")
     stats = tokenized.stats
-    checked, mismatches = round_trip_failures(clean, tokenizer, settings)
-    examples = stats["train_examples"] + stats["eval_examples"] + stats["unsupervised_examples"]
-    truncated_share = stats["truncated_examples"] / max(examples, 1)
-    if stats["unsupervised_examples"]:
-        context.log.error(f"domain {domain!r}: {stats['unsupervised_examples']} examples have no supervised token "
-                          "(a prompt longer than max_seq_len?); they were left out and the domain stops")
+    checked, mismatches = round_trip_failures(clean, tokenizer, settings, fmt)
+    if stats["rows_rejected"]:
+        context.log.warning(f"domain {domain!r}: {stats['rows_rejected']} of {stats['rows']} rows yield nothing to learn; "
+                            f"kept with their reason in {location / 'rejected.parquet'}")
     checks = [
         *check_results(context, "training_dataset", run_dataset_checks(tokenized.profile, settings)),
         dg.AssetCheckResult(
             check_name="chat_template_round_trip",
             passed=not mismatches,
             severity=dg.AssetCheckSeverity.ERROR,
-            description=f"{checked - len(mismatches)} of {checked} sampled chat examples decode back to their "
-            "rendered text and end with EOS" + (f"; first failure {mismatches[0]}" if mismatches else ""),
+            description=f"{checked - len(mismatches)} of {checked} sampled chat examples decode back to their rendered "
+            "text with exactly the answers supervised" + (f"; first failure {mismatches[0]}" if mismatches else ""),
             metadata={"failures": dg.MetadataValue.json(mismatches[:10])},
         ),
     ]
-    metadata = {"path": dg.MetadataValue.path(str(location)), **stats, "truncated_share": truncated_share,
-                "settings": dg.MetadataValue.json(settings.model_dump())}
+    metadata = {
+        "path": dg.MetadataValue.path(str(location)), **stats,
+        "truncated_share": stats["truncated_examples"] / max(stats["train_examples"] + stats["eval_examples"], 1),
+        "template": dg.MetadataValue.json(fmt.describe() | {"pad_token": tokenizer.pad_token}),
+        "rejections": _rejections_table(tokenized.rejected),
+        "settings": dg.MetadataValue.json(settings.model_dump() | ({"max_seq_len_clamped": clamped} if clamped else {})),
+    }
     return published(metadata, version, checks)
+
+
+def _rejections_table(rejected: pl.DataFrame) -> dg.MetadataValue:
+    """The first rejected rows (file, line, reason) for the UI; all of them are in rejected.parquet."""
+    columns = ("source_file", "line", "reason")
+    return dg.MetadataValue.table(
+        records=[dg.TableRecord({c: row[c] for c in columns}) for row in rejected.head(20).iter_rows(named=True)],
+        schema=dg.TableSchema(columns=[dg.TableColumn(c, "int" if c == "line" else "string") for c in columns]),
+    )

@@ -1,35 +1,26 @@
-"""Turn one clean record into token ids and labels.
+"""Turn one clean record into training examples (token ids and labels).
 
 Plain text is supervised everywhere. Chat and instruction records are rendered with the base
-tokenizer's chat template and only assistant tokens carry loss (labels -100 elsewhere), so the
-model learns to answer rather than to imitate users. Every example ends with the end-of-sequence
-token, supervised, so the model learns to stop.
+tokenizer's chat template (chat_format.py) and only the assistants' contents plus the model's own
+end-of-turn token carry loss (labels -100 elsewhere), so the model learns to answer, and to stop,
+rather than to imitate users. A conversation longer than `max_seq_len` is split at turn boundaries
+into several examples that each keep the system prompt; only a single exchange that is itself too
+long is cut, and a row left with nothing to learn says why (it is quarantined, not dropped).
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-IGNORE_INDEX = -100  # the label value PyTorch's cross-entropy skips
+from assets.tokenization.chat_format import ChatFormat, TemplateRefused, fold_system, render_with_spans, supervise_spans
 
-# Used only when a base tokenizer ships without a chat template (most base, non-instruct models):
-# a neutral plain-text layout, prefix-consistent like the built-in template.
-FALLBACK_CHAT_TEMPLATE = (
-    # Separators live inside {{ }} because transformers renders with trim_blocks=True, which eats
-    # a newline that follows a {% %} block.
-    "{% for m in messages %}"
-    "{% if m['role'] == 'assistant' %}{{ '### Assistant:\\n' + m['content'] + eos_token }}"
-    "{% if not loop.last %}{{ '\\n\\n' }}{% endif %}"
-    "{% else %}{{ '### ' + (m['role'] | capitalize) + ':\\n' + m['content'] + '\\n\\n' }}{% endif %}"
-    "{% endfor %}"
-    "{% if add_generation_prompt %}{{ '### Assistant:\\n' }}{% endif %}"
-)
+IGNORE_INDEX = -100  # the label value PyTorch's cross-entropy skips
 
 
 @dataclass(frozen=True)
 class Example:
     input_ids: list[int]
     labels: list[int]
-    truncated: bool = False  # tokens past max_seq_len were cut off (chat only; text is windowed)
+    truncated: bool = False  # one exchange was longer than max_seq_len and was cut there
 
     @property
     def supervised_tokens(self) -> int:
@@ -37,64 +28,129 @@ class Example:
         return sum(label != IGNORE_INDEX for label in self.labels[1:])
 
 
-def render_segments(tokenizer: Any, roles: list[str], contents: list[str]) -> list[tuple[str, bool]]:
-    """Split a rendered conversation into (text, supervised) pieces, for any chat template.
+@dataclass(frozen=True)
+class EncodedRow:
+    """What one record became: its examples, or why it yields none."""
 
-    Rendering messages[:i] with a generation prompt must be a prefix of rendering messages[:i+1]
-    when message i is the assistant's; the difference is exactly what the assistant said (plus
-    the template's end-of-turn marker). Templates that break this property are refused.
-    """
+    examples: list[Example] = field(default_factory=list)
+    rejected: str | None = None
+    system_folded: bool = False
+    exchanges_dropped: int = 0  # exchanges whose answer started beyond max_seq_len
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """A conversation as training sees it: the text, its tokens and labels."""
+
+    text: str  # what the template rendered (without a BOS the tokenizer convention adds)
+    example: Example
+    spans: list[tuple[int, int]]  # character span of each assistant content in `text`
+    bos_added: bool
+    eos_added: bool
+
+
+def encode_record(tokenizer: Any, fmt: ChatFormat, kind: str, roles: list[str], contents: list[str], max_seq_len: int) -> EncodedRow:
+    if kind == "text":
+        return EncodedRow(encode_text(tokenizer, "\n\n".join(contents), max_seq_len))
+    return encode_chat(tokenizer, fmt, roles, contents, max_seq_len)
+
+
+def encode_chat(tokenizer: Any, fmt: ChatFormat, roles: list[str], contents: list[str], max_seq_len: int) -> EncodedRow:
+    """One or more examples from a conversation, or the reason it has none."""
     messages = [{"role": r, "content": c} for r, c in zip(roles, contents)]
-    template = tokenizer.chat_template or FALLBACK_CHAT_TEMPLATE
+    if fmt.control_tokens is not None:
+        for message in messages:
+            if hit := fmt.control_tokens.search(message["content"]):
+                # It would be encoded as the real control token and fake a turn boundary.
+                return EncodedRow(rejected=f"a {message['role']} turn contains the tokenizer's control token {hit.group()!r}")
+    folded = "system" in roles and not fmt.accepts_system
+    if folded:
+        messages = fold_system(messages)
+    try:
+        whole = render_conversation(tokenizer, fmt, messages)
+    except TemplateRefused as error:
+        return EncodedRow(rejected=str(error), system_folded=folded)
+    if len(whole.example.input_ids) <= max_seq_len:
+        examples, dropped = [whole.example], 0
+    else:
+        try:
+            examples, dropped = _split_at_turns(tokenizer, fmt, messages, max_seq_len)
+        except TemplateRefused as error:
+            return EncodedRow(rejected=str(error), system_folded=folded)
+    examples = [e for e in examples if e.supervised_tokens]
+    if not examples:
+        reason = (f"no assistant turn starts within max_seq_len ({max_seq_len} tokens)" if dropped
+                  else "the conversation has no assistant turn to learn from")
+        return EncodedRow(rejected=reason, system_folded=folded, exchanges_dropped=dropped)
+    return EncodedRow(examples, system_folded=folded, exchanges_dropped=dropped)
 
-    def render(upto: int, prompt: bool) -> str:
-        return tokenizer.apply_chat_template(
-            messages[:upto], chat_template=template, tokenize=False, add_generation_prompt=prompt
-        )
 
-    segments: list[tuple[str, bool]] = []
-    done = ""
-    for index, role in enumerate(roles):
-        if role != "assistant":
+def render_conversation(tokenizer: Any, fmt: ChatFormat, messages: list[dict[str, str]]) -> Rendered:
+    """Render once, tokenize once (offsets), and label the answers and their end-of-turn tokens."""
+    text, spans = render_with_spans(tokenizer, fmt, messages)
+    encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    ids = list(encoded["input_ids"])
+    marks, ended = supervise_spans(ids, encoded["offset_mapping"], text, spans, fmt.special_ids)
+    labels = [IGNORE_INDEX if m is None else m for m in marks]
+    # A template without an end-of-turn marker still has to teach the model to stop.
+    eos_added = bool(spans) and messages[-1]["role"] == "assistant" and not ended[-1] and tokenizer.eos_token_id is not None
+    if eos_added:
+        ids.append(tokenizer.eos_token_id)
+        labels.append(tokenizer.eos_token_id)
+    # The template rendered BOS already (most do), or the tokenizer's convention wants one in front.
+    bos_added = fmt.adds_bos and (not ids or ids[0] != fmt.bos_id)
+    if bos_added:
+        ids.insert(0, fmt.bos_id)
+        labels.insert(0, IGNORE_INDEX)
+    return Rendered(text, Example(ids, labels), spans, bos_added, eos_added)
+
+
+def _split_at_turns(tokenizer: Any, fmt: ChatFormat, messages: list[dict[str, str]], max_seq_len: int) -> tuple[list[Example], int]:
+    """Greedy: as many whole exchanges (turns up to and including an answer) per example as fit,
+    each example starting with the system prompt. An exchange too long alone is cut at
+    max_seq_len (marked truncated); one whose answer starts beyond it is dropped (counted)."""
+    system = [m for m in messages if m["role"] == "system"]
+    exchanges: list[list[dict[str, str]]] = [[]]
+    for message in (m for m in messages if m["role"] != "system"):
+        exchanges[-1].append(message)
+        if message["role"] == "assistant":
+            exchanges.append([])
+    exchanges = [e for e in exchanges if any(m["role"] == "assistant" for m in e)]  # trailing questions teach nothing
+
+    examples: list[Example] = []
+    dropped = 0
+    current: list[dict[str, str]] = []
+    fitted: Example | None = None
+    for exchange in exchanges:
+        candidate = render_conversation(tokenizer, fmt, system + current + exchange).example
+        if len(candidate.input_ids) <= max_seq_len:
+            current, fitted = current + exchange, candidate
             continue
-        prompt, full = render(index, True), render(index + 1, False)
-        if not prompt.startswith(done) or not full.startswith(prompt):
-            raise ValueError(
-                "the chat template is not prefix-consistent (rendering a conversation up to an "
-                "assistant turn is not a prefix of rendering it with that turn), so prompt and "
-                "answer tokens cannot be separated; use a template that renders turns in order"
-            )
-        segments += [(prompt[len(done):], False), (full[len(prompt):], True)]
-        done = full
-    rest = render(len(messages), False)[len(done):]
-    if rest:
-        segments.append((rest, False))
-    return [(text, supervised) for text, supervised in segments if text]
-
-
-def encode_chat(tokenizer: Any, roles: list[str], contents: list[str], max_seq_len: int) -> Example:
-    """Token ids with labels only on assistant turns; ends with EOS; truncated at max_seq_len."""
-    ids: list[int] = []
-    labels: list[int] = []
-    for text, supervised in render_segments(tokenizer, roles, contents):
-        piece = tokenizer(text, add_special_tokens=False)["input_ids"]
-        ids += piece
-        labels += piece if supervised else [IGNORE_INDEX] * len(piece)
-    eos = tokenizer.eos_token_id
-    if not ids or ids[-1] != eos:
-        ids.append(eos)
-        labels.append(eos)
-    truncated = len(ids) > max_seq_len
-    return Example(ids[:max_seq_len], labels[:max_seq_len], truncated)
+        if fitted is not None:
+            examples.append(fitted)
+        alone = render_conversation(tokenizer, fmt, system + exchange).example
+        if len(alone.input_ids) <= max_seq_len:
+            current, fitted = exchange, alone
+            continue
+        cut = Example(alone.input_ids[:max_seq_len], alone.labels[:max_seq_len], truncated=True)
+        if cut.supervised_tokens:
+            examples.append(cut)
+        else:
+            dropped += 1
+        current, fitted = [], None
+    if fitted is not None:
+        examples.append(fitted)
+    return examples, dropped
 
 
 def encode_text(tokenizer: Any, text: str, max_seq_len: int) -> list[Example]:
     """BOS + text + EOS, all supervised, cut into windows of at most max_seq_len tokens.
 
     Nothing is thrown away: a long document becomes several examples of near-equal length
-    (never a stub of one token, which would carry no supervised prediction).
+    (never a stub of one token, which would carry no supervised prediction). Control-token text
+    inside a document ("<|endoftext|>" in a web page) is encoded as the plain text it is.
     """
-    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    ids = tokenizer(text, add_special_tokens=False, split_special_tokens=True)["input_ids"]
     if tokenizer.bos_token_id is not None:
         ids = [tokenizer.bos_token_id] + ids
     ids.append(tokenizer.eos_token_id)
@@ -103,30 +159,48 @@ def encode_text(tokenizer: Any, text: str, max_seq_len: int) -> list[Example]:
     return [Example(ids[a:b], ids[a:b]) for a, b in zip(bounds, bounds[1:])]
 
 
-def encode_record(
-    tokenizer: Any, kind: str, roles: list[str], contents: list[str], max_seq_len: int
-) -> list[Example]:
-    if kind == "text":
-        return encode_text(tokenizer, "\n\n".join(contents), max_seq_len)
-    return [encode_chat(tokenizer, roles, contents, max_seq_len)]
-
-
-def round_trip_mismatch(tokenizer: Any, roles: list[str], contents: list[str], max_seq_len: int) -> str | None:
-    """Why a chat example does not decode back to its rendered text ending in EOS, or None.
-
-    Catches tokenizers whose piecewise encoding changes the text (merges across the prompt/answer
-    boundary, added or dropped spaces) and templates that do not end a conversation with EOS.
-    """
-    example = encode_chat(tokenizer, roles, contents, max_seq_len)
-    if example.truncated:
-        return None  # cut on purpose; the truncation check reports it
-    rendered = "".join(text for text, _ in render_segments(tokenizer, roles, contents))
-    if not rendered.endswith(tokenizer.eos_token):
-        rendered += tokenizer.eos_token
-    decoded = tokenizer.decode(example.input_ids, skip_special_tokens=False)
-    if example.input_ids[-1] != tokenizer.eos_token_id:
-        return "does not end with the end-of-sequence token"
-    if decoded != rendered:
-        at = next((i for i, (a, b) in enumerate(zip(decoded, rendered)) if a != b), min(len(decoded), len(rendered)))
-        return f"decodes differently from its rendered text at character {at}: {decoded[at:at + 30]!r} vs {rendered[at:at + 30]!r}"
+def round_trip_mismatch(tokenizer: Any, fmt: ChatFormat, roles: list[str], contents: list[str], max_seq_len: int) -> str | None:
+    """Why a chat example does not decode back to its rendering with exactly the answers (and their
+    end-of-turn tokens) supervised, or None. Catches tokenizers that change the text (lost
+    whitespace, normalisation) and tokens that merge across the prompt/answer boundary."""
+    messages = [{"role": r, "content": c} for r, c in zip(roles, contents)]
+    if "system" in roles and not fmt.accepts_system:
+        messages = fold_system(messages)
+    try:
+        rendered = render_conversation(tokenizer, fmt, messages)
+    except TemplateRefused:
+        return None  # quarantined with its reason; not a tokenizer fault
+    example = rendered.example
+    if len(example.input_ids) > max_seq_len:
+        return None  # split or cut on purpose; the truncation check reports it
+    decode = lambda ids: tokenizer.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False)  # noqa: E731
+    body = example.input_ids[1:] if rendered.bos_added else example.input_ids
+    body = body[:-1] if rendered.eos_added else body
+    decoded = decode(body)
+    if decoded != rendered.text:
+        at = next((i for i, (a, b) in enumerate(zip(decoded, rendered.text)) if a != b), min(len(decoded), len(rendered.text)))
+        return f"decodes differently from its rendered text at character {at}: {decoded[at:at + 30]!r} vs {rendered.text[at:at + 30]!r}"
+    runs = _supervised_runs(example)
+    answers = [rendered.text[a:b] for a, b in rendered.spans]
+    if len(runs) != len(answers):
+        return f"{len(runs)} supervised runs for {len(answers)} assistant turns"
+    for number, (run, answer) in enumerate(zip(runs, answers), 1):
+        text = decode(run)
+        before, found, after = text.partition(answer)
+        # Whitespace before the answer may ride on its first token ("▁word"); after it only the
+        # end-of-turn token (and whitespace) may follow.
+        if not found or before.strip() or after.strip() not in ("", decode(run[-1:]).strip()):
+            return f"assistant turn {number}: supervised tokens decode to {text[:40]!r}, not the answer {answer[:40]!r} and its end-of-turn token"
+    if messages[-1]["role"] == "assistant" and runs[-1][-1] not in fmt.special_ids | {tokenizer.eos_token_id}:
+        return "the last answer does not end with a supervised end-of-turn token"
     return None
+
+
+def _supervised_runs(example: Example) -> list[list[int]]:
+    runs, current = [], []
+    for token, label in zip(example.input_ids, example.labels):
+        if label != IGNORE_INDEX:
+            current.append(token)
+        elif current:
+            runs, current = runs + [current], []
+    return runs + ([current] if current else [])

@@ -12,6 +12,7 @@ from typing import Any
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field
 
+from assets.tokenization.chat_format import ChatFormat, chat_format
 from assets.tokenization.formatting import encode_record, round_trip_mismatch
 
 _QUANTILES = (0.5, 0.9, 0.99)
@@ -27,7 +28,8 @@ class TokenizationConfig(BaseModel):
         1024,
         ge=16,
         description="Longest example in tokens. Plain text longer than this is cut into windows; "
-        "chat records are truncated (counted). Memory and time grow with it (attention is quadratic).",
+        "longer conversations are split at turn boundaries (each part keeps the system prompt). "
+        "Clamped to the base model's context length. Memory and time grow with it (attention is quadratic).",
     )
     eval_fraction: float = Field(
         0.1,
@@ -39,8 +41,16 @@ class TokenizationConfig(BaseModel):
         0.05,
         ge=0.0,
         le=1.0,
-        description="Share of chat examples that may be cut at max_seq_len before the "
-        "truncation check warns; a high share means max_seq_len is too small for the domain.",
+        description="Share of chat examples that may be cut at max_seq_len (a single exchange "
+        "longer than it) before the truncation check warns; a high share means max_seq_len is too small.",
+    )
+    max_unsupervised_share: float = Field(
+        0.05,
+        ge=0.0,
+        le=1.0,
+        description="Share of records that may yield nothing to learn (an answer starting beyond "
+        "max_seq_len, a conversation the chat template refuses) before the domain stops. Those rows "
+        "are quarantined with their reason either way; a high share means the data or the template is wrong.",
     )
     split_salt: str = Field(
         "loraline-split-v1",
@@ -53,9 +63,14 @@ class TokenizedCorpus:
     train: Any  # datasets.Dataset
     eval: Any  # datasets.Dataset
     stats: dict[str, float | int]
-    # One row per example, kept or not (split, length, supervised_tokens, truncated): what the
-    # tokenization suite validates, without the tokens.
+    # One row per example kept, and one per record rejected (supervised_tokens 0): split, length,
+    # supervised_tokens, truncated. What the tokenization suite validates, without the tokens.
     profile: pl.DataFrame | None = None
+    # Records that yielded nothing to learn: source_file, line, content_hash, reason.
+    rejected: pl.DataFrame | None = None
+
+
+REJECTED_SCHEMA = {"source_file": pl.String, "line": pl.Int64, "content_hash": pl.String, "reason": pl.String}
 
 
 def split_of(content_hash: str, eval_fraction: float, salt: str) -> str:
@@ -64,29 +79,54 @@ def split_of(content_hash: str, eval_fraction: float, salt: str) -> str:
     return "eval" if int.from_bytes(digest, "big") / 2**64 < eval_fraction else "train"
 
 
-def tokenize_corpus(clean: pl.DataFrame, tokenizer: Any, config: TokenizationConfig) -> TokenizedCorpus:
-    """Encode every clean row; examples with no supervised token are counted and left out."""
+def context_length(model_config: dict[str, Any]) -> int | None:
+    """The longest sequence the base model was built for, from its config.json, if it says."""
+    for key in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
+        value = model_config.get(key) or (model_config.get("text_config") or {}).get(key)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
+def effective_config(config: TokenizationConfig, model_config: dict[str, Any]) -> tuple[TokenizationConfig, str | None]:
+    """max_seq_len clamped to the base model's context length, and a warning saying so (or None)."""
+    limit = context_length(model_config)
+    if limit is None or config.max_seq_len <= limit:
+        return config, None
+    warning = f"max_seq_len {config.max_seq_len} exceeds the base model's context length {limit}; clamped to {limit}"
+    return config.model_copy(update={"max_seq_len": limit}), warning
+
+
+def tokenize_corpus(clean: pl.DataFrame, tokenizer: Any, config: TokenizationConfig, fmt: ChatFormat | None = None) -> TokenizedCorpus:
+    """Encode every clean row; rows that yield no supervised token are kept aside with the reason."""
     import datasets
 
+    fmt = fmt or chat_format(tokenizer)
     columns: dict[str, dict[str, list]] = {
         split: {"input_ids": [], "labels": [], "length": [], "source_file": [], "line": []}
         for split in ("train", "eval")
     }
-    truncated = unsupervised = windowed_docs = 0
+    counts = dict.fromkeys(("truncated_examples", "windowed_documents", "split_conversations", "system_folded_rows", "exchanges_dropped"), 0)
     profile: dict[str, list] = {"split": [], "length": [], "supervised_tokens": [], "truncated": []}
+    rejected: dict[str, list] = {name: [] for name in REJECTED_SCHEMA}
     for row in clean.iter_rows(named=True):
         # Near-duplicates share their cluster's split key, so none sits on the other side of the split.
         split = split_of(row.get("split_key") or row["content_hash"], config.eval_fraction, config.split_salt)
-        examples = encode_record(tokenizer, row["kind"], row["roles"], row["contents"], config.max_seq_len)
-        windowed_docs += len(examples) > 1
-        for example in examples:
-            truncated += example.truncated
-            for name, value in (("split", split), ("length", len(example.input_ids)),
-                                ("supervised_tokens", example.supervised_tokens), ("truncated", bool(example.truncated))):
+        encoded = encode_record(tokenizer, fmt, row["kind"], row["roles"], row["contents"], config.max_seq_len)
+        counts["windowed_documents"] += row["kind"] == "text" and len(encoded.examples) > 1
+        counts["split_conversations"] += row["kind"] != "text" and len(encoded.examples) > 1
+        counts["system_folded_rows"] += encoded.system_folded
+        counts["exchanges_dropped"] += encoded.exchanges_dropped
+        if encoded.rejected:
+            for name, value in zip(REJECTED_SCHEMA, (row["source_file"], row["line"], row["content_hash"], encoded.rejected)):
+                rejected[name].append(value)
+            for name, value in zip(profile, (split, 0, 0, False)):
                 profile[name].append(value)
-            if example.supervised_tokens == 0:
-                unsupervised += 1
-                continue
+            continue
+        for example in encoded.examples:
+            counts["truncated_examples"] += example.truncated
+            for name, value in zip(profile, (split, len(example.input_ids), example.supervised_tokens, bool(example.truncated))):
+                profile[name].append(value)
             target = columns[split]
             target["input_ids"].append(example.input_ids)
             target["labels"].append(example.labels)
@@ -96,17 +136,19 @@ def tokenize_corpus(clean: pl.DataFrame, tokenizer: Any, config: TokenizationCon
     if not columns["eval"]["input_ids"] or not columns["train"]["input_ids"]:
         raise ValueError(
             f"the split left {len(columns['train']['input_ids'])} train and "
-            f"{len(columns['eval']['input_ids'])} eval examples from {clean.height} rows; "
-            "both need at least one: add data or change eval_fraction"
+            f"{len(columns['eval']['input_ids'])} eval examples from {clean.height} rows"
+            + (f" ({len(rejected['reason'])} rows had nothing to learn, first: {rejected['reason'][0]})" if rejected["reason"] else "")
+            + "; both need at least one: add data or change eval_fraction"
         )
     train = datasets.Dataset.from_dict(columns["train"])
     evaluation = datasets.Dataset.from_dict(columns["eval"])
-    stats = _stats(columns, clean.height, truncated, unsupervised, windowed_docs)
+    stats = _stats(columns, clean.height, len(rejected["reason"]), counts)
     schema = {"split": pl.String, "length": pl.Int64, "supervised_tokens": pl.Int64, "truncated": pl.Boolean}
-    return TokenizedCorpus(train=train, eval=evaluation, stats=stats, profile=pl.DataFrame(profile, schema=schema))
+    return TokenizedCorpus(train=train, eval=evaluation, stats=stats, profile=pl.DataFrame(profile, schema=schema),
+                           rejected=pl.DataFrame(rejected, schema=REJECTED_SCHEMA))
 
 
-def _stats(columns: dict, rows: int, truncated: int, unsupervised: int, windowed: int) -> dict:
+def _stats(columns: dict, rows: int, rejected: int, counts: dict[str, int]) -> dict:
     lengths = pl.Series(columns["train"]["length"] + columns["eval"]["length"], dtype=pl.Int64)
     supervised = {
         split: sum(sum(label != -100 for label in labels[1:]) for labels in columns[split]["labels"])
@@ -114,15 +156,14 @@ def _stats(columns: dict, rows: int, truncated: int, unsupervised: int, windowed
     }
     stats: dict[str, float | int] = {
         "rows": rows,
+        "rows_rejected": rejected,
         "train_examples": len(columns["train"]["length"]),
         "eval_examples": len(columns["eval"]["length"]),
         "train_tokens": int(sum(columns["train"]["length"])),
         "eval_tokens": int(sum(columns["eval"]["length"])),
         "train_supervised_tokens": supervised["train"],
         "eval_supervised_tokens": supervised["eval"],
-        "truncated_examples": truncated,
-        "unsupervised_examples": unsupervised,
-        "windowed_documents": windowed,
+        **counts,
         "length_max": int(lengths.max()),
     }
     for q in _QUANTILES:
@@ -130,12 +171,13 @@ def _stats(columns: dict, rows: int, truncated: int, unsupervised: int, windowed
     return stats
 
 
-def round_trip_failures(clean: pl.DataFrame, tokenizer: Any, config: TokenizationConfig) -> tuple[int, list[str]]:
+def round_trip_failures(clean: pl.DataFrame, tokenizer: Any, config: TokenizationConfig, fmt: ChatFormat | None = None) -> tuple[int, list[str]]:
     """Decode the first chat/instruction examples back; (how many checked, failures with provenance)."""
+    fmt = fmt or chat_format(tokenizer)
     chats = clean.filter(pl.col("kind") != "text").head(ROUND_TRIP_SAMPLES)
     failures = []
     for row in chats.iter_rows(named=True):
-        reason = round_trip_mismatch(tokenizer, row["roles"], row["contents"], config.max_seq_len)
+        reason = round_trip_mismatch(tokenizer, fmt, row["roles"], row["contents"], config.max_seq_len)
         if reason:
             failures.append(f"{row['source_file']}:{row['line']}: {reason}")
     return chats.height, failures

@@ -68,11 +68,29 @@ def load_full_precision_base(base_dir: Path, dtype: Any, device: str) -> Any:
     return AutoModelForCausalLM.from_pretrained(base_dir, dtype=dtype, device_map={"": device})
 
 
+# Dedicated padding tokens some families ship without naming them as pad (Llama 3.1+).
+PAD_CANDIDATES = ("<|finetune_right_pad_id|>", "<|pad|>", "<pad>", "[PAD]", "<|padding|>")
+
+
 def load_tokenizer(model_dir: Path) -> Any:
-    """The model's tokenizer, with a pad token (many base models ship none; EOS stands in)."""
+    """The model's tokenizer, with a pad token chosen among its existing tokens when it has none."""
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
+        tokenizer.pad_token = pick_pad_token(tokenizer)
     return tokenizer
+
+
+def pick_pad_token(tokenizer: Any) -> str:
+    """An existing token to pad with, never a new one: adding a token would resize the embeddings
+    (a silent change to the base). Padded positions are masked out of attention and loss, so any id
+    works; a dedicated padding token is preferred, then unk, then EOS (what most recipes use)."""
+    vocabulary = tokenizer.get_vocab()
+    for name in PAD_CANDIDATES:
+        if name in vocabulary:
+            return name
+    for name in (tokenizer.unk_token, tokenizer.eos_token):
+        if name is not None:
+            return name
+    raise ValueError("the tokenizer has no pad, unk or end-of-sequence token to pad batches with")

@@ -51,7 +51,7 @@ def test_every_step_succeeds_and_every_check_passes(chain: dict) -> None:
     materialized = {event.asset_key.to_user_string() for event in result.get_asset_materialization_events()}
     assert materialized == {"raw_corpus", "clean_corpus", "quarantined_rows", "training_dataset", "qlora_adapter", "adapter_evaluation", "merged_model"}
     evaluations = result.get_asset_check_evaluations()
-    assert {e.check_name for e in evaluations} >= {"adapter_beats_base", "merge_matches_adapter", "no_duplicates_left", "every_example_supervised", "counts_reconcile"}
+    assert {e.check_name for e in evaluations} >= {"adapter_beats_base", "merge_matches_adapter", "no_duplicates_left", "examples_supervised", "counts_reconcile"}
     assert all(e.passed for e in evaluations), [(e.check_name, e.description) for e in evaluations if not e.passed]
 
 

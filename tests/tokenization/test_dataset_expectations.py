@@ -29,12 +29,21 @@ def test_a_healthy_dataset_passes_and_names_each_expectation(healthy):
     assert all(o.passed for o in healthy.values())
     assert healthy["truncation_below_limit"].kwargs["mostly"] == 0.75
     assert healthy["lengths_within_max_seq_len"].kwargs == {"max_value": 64}
-    assert not healthy["truncation_below_limit"].blocking and healthy["every_example_supervised"].blocking
+    assert not healthy["truncation_below_limit"].blocking and healthy["examples_supervised"].blocking
 
 
-def test_an_example_without_supervised_tokens_fails_the_blocking_check(healthy):
-    result = outcomes(profile([10, 20], [5, 0], [False, False]))["every_example_supervised"]
+def test_rows_without_supervised_tokens_over_the_share_fail_the_blocking_check(healthy):
+    result = outcomes(profile([10, 20], [5, 0], [False, False]))["examples_supervised"]
     assert not result.passed and result.blocking and result.unexpected_count == 1 and result.examples == [0]
+    assert result.kwargs["mostly"] == 0.95
+
+
+def test_a_few_rows_without_supervised_tokens_under_the_share_pass():
+    # 1 of 40 rows (2.5%) had nothing to learn: within the default 5%, the domain goes on.
+    frame = profile([10] * 40, [3] * 39 + [0], [False] * 40)
+    assert outcomes(frame)["examples_supervised"].passed
+    strict = TokenizationConfig(max_seq_len=64, max_unsupervised_share=0.0)
+    assert not outcomes(frame, strict)["examples_supervised"].passed
 
 
 def test_truncation_share_over_the_domain_limit_warns(healthy):

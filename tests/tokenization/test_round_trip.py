@@ -6,6 +6,7 @@ from transformers import PreTrainedTokenizerFast
 
 from assets.foundation.tiny_llama import build_tokenizer
 from assets.quality.cleaning import content_hash
+from assets.tokenization.chat_format import chat_format
 from assets.tokenization.formatting import round_trip_mismatch
 from assets.tokenization.tokenizing import TokenizationConfig, round_trip_failures
 
@@ -22,16 +23,16 @@ def word_tokenizer() -> PreTrainedTokenizerFast:
 
 
 def test_the_built_in_tokenizer_round_trips_chat_exactly() -> None:
-    assert round_trip_mismatch(build_tokenizer(), *CHAT, max_seq_len=1024) is None
+    assert round_trip_mismatch(build_tokenizer(), chat_format(build_tokenizer()), *CHAT, max_seq_len=1024) is None
 
 
 def test_a_tokenizer_that_changes_text_is_caught_with_the_place() -> None:
-    reason = round_trip_mismatch(word_tokenizer(), *CHAT, max_seq_len=1024)
+    reason = round_trip_mismatch(word_tokenizer(), chat_format(word_tokenizer()), *CHAT, max_seq_len=1024)
     assert reason is not None and reason.startswith("decodes differently from its rendered text at character")
 
 
 def test_truncated_examples_are_left_to_the_truncation_check() -> None:
-    assert round_trip_mismatch(build_tokenizer(), *CHAT, max_seq_len=16) is None
+    assert round_trip_mismatch(build_tokenizer(), chat_format(build_tokenizer()), *CHAT, max_seq_len=16) is None
 
 
 def test_failures_name_file_and_line_and_text_rows_are_not_sampled() -> None:

@@ -6,8 +6,9 @@ from pydantic import ValidationError
 
 from assets.foundation.tiny_llama import build_tokenizer
 from assets.quality.cleaning import content_hash
+from assets.tokenization.chat_format import chat_format
 from assets.tokenization.formatting import IGNORE_INDEX, encode_record
-from assets.tokenization.tokenizing import TokenizationConfig, split_of, tokenize_corpus
+from assets.tokenization.tokenizing import TokenizationConfig, context_length, effective_config, split_of, tokenize_corpus
 
 SALT = "loraline-split-v1"
 
@@ -131,7 +132,7 @@ def test_tokenize_corpus_examples_and_stats(tok):
 
     expected = {"train": [], "eval": []}
     for r in rows:
-        [example] = encode_record(tok, r["kind"], r["roles"], r["contents"], config.max_seq_len)
+        [example] = encode_record(tok, chat_format(tok), r["kind"], r["roles"], r["contents"], config.max_seq_len).examples
         expected[split_of(r["content_hash"], config.eval_fraction, config.split_salt)].append(example)
     assert expected["train"] and expected["eval"]
 
@@ -150,7 +151,7 @@ def test_tokenize_corpus_examples_and_stats(tok):
     assert stats["train_supervised_tokens"] == sum(e.supervised_tokens for e in expected["train"])
     assert stats["eval_supervised_tokens"] == sum(e.supervised_tokens for e in expected["eval"])
     assert stats["truncated_examples"] == 0
-    assert stats["unsupervised_examples"] == 0
+    assert stats["rows_rejected"] == 0 and result.rejected.height == 0
     assert stats["windowed_documents"] == 0
     assert stats["length_max"] == max(lengths)
     ordered = sorted(lengths)
@@ -176,20 +177,37 @@ def test_supervised_token_counts_for_known_rows(tok):
     assert stats[f"{text_split}_tokens"] == 6
 
 
-def test_chat_with_prompt_over_max_seq_len_is_counted_and_left_out(tok):
+def test_chat_with_prompt_over_max_seq_len_is_set_aside_with_its_reason(tok):
     config = TokenizationConfig(max_seq_len=32, eval_fraction=0.5)
-    rows = mixed_rows(20) + [chat("Q" * 200, "short answer", 500), chat("W" * 100, "another", 501)]
+    rows = mixed_rows(20) + [chat("Q" * 200, "short answer", 500, "long.jsonl"), chat("W" * 100, "another", 501, "long.jsonl")]
     result = tokenize_corpus(clean_frame(rows), tok, config)
     stats = result.stats
-    assert stats["unsupervised_examples"] == 2
-    assert stats["truncated_examples"] >= 2
+    assert stats["rows_rejected"] == 2 and stats["exchanges_dropped"] == 2
+    assert result.rejected.select("source_file", "line", "reason").rows() == [
+        ("long.jsonl", 500, "no assistant turn starts within max_seq_len (32 tokens)"),
+        ("long.jsonl", 501, "no assistant turn starts within max_seq_len (32 tokens)"),
+    ]
+    assert result.rejected["content_hash"].to_list() == [rows[-2]["content_hash"], rows[-1]["content_hash"]]
     kept_lines = set(result.train["line"]) | set(result.eval["line"])
     assert 500 not in kept_lines and 501 not in kept_lines
     assert stats["train_examples"] + stats["eval_examples"] == len(kept_lines)
+    # Rows in = rows with examples + rows set aside; the profile holds a zero-supervision entry per rejection.
+    assert len(kept_lines) + stats["rows_rejected"] == stats["rows"] == 22
+    assert (result.profile["supervised_tokens"] == 0).sum() == 2
     for dataset in (result.train, result.eval):
         for labels in dataset["labels"]:
             assert any(label != IGNORE_INDEX for label in labels[1:])
         assert all(length <= 32 for length in dataset["length"])
+
+
+def test_a_long_conversation_becomes_several_examples_in_one_split(tok):
+    config = TokenizationConfig(max_seq_len=48, eval_fraction=0.5)
+    long_chat = record("chat", ["system", "user", "assistant", "user", "assistant"], ["Sys", "q" * 15, "a" * 15, "r" * 15, "b" * 15], 800)
+    result = tokenize_corpus(clean_frame(mixed_rows(10) + [long_chat]), tok, config)
+    assert result.stats["split_conversations"] == 1 and result.stats["truncated_examples"] == 0
+    split = split_of(long_chat["content_hash"], 0.5, config.split_salt)
+    dataset = result.train if split == "train" else result.eval
+    assert sum(line == 800 for line in dataset["line"]) == 2
 
 
 def test_truncated_but_still_supervised_chat_is_kept_and_counted(tok):
@@ -197,7 +215,7 @@ def test_truncated_but_still_supervised_chat_is_kept_and_counted(tok):
     rows = mixed_rows(10) + [chat("Q?", "A" * 100, 700)]
     result = tokenize_corpus(clean_frame(rows), tok, config)
     assert result.stats["truncated_examples"] == 1
-    assert result.stats["unsupervised_examples"] == 0
+    assert result.stats["rows_rejected"] == 0
     assert 700 in set(result.train["line"]) | set(result.eval["line"])
 
 
@@ -235,8 +253,18 @@ def test_empty_corpus_raises(tok):
 
 def test_all_rows_unsupervised_raises(tok):
     rows = [chat("Q" * 100, "A", i) for i in range(10)]
-    with pytest.raises(ValueError, match="0 train and 0 eval"):
+    with pytest.raises(ValueError, match=r"0 train and 0 eval examples from 10 rows \(10 rows had nothing to learn, first: no assistant turn"):
         tokenize_corpus(clean_frame(rows), tok, TokenizationConfig(max_seq_len=16, eval_fraction=0.5))
+
+
+def test_max_seq_len_is_clamped_to_the_models_context_length():
+    config = TokenizationConfig(max_seq_len=4096)
+    clamped, warning = effective_config(config, {"max_position_embeddings": 2048})
+    assert clamped.max_seq_len == 2048 and warning == "max_seq_len 4096 exceeds the base model's context length 2048; clamped to 2048"
+    assert effective_config(config, {"max_position_embeddings": 8192}) == (config, None)
+    assert effective_config(config, {}) == (config, None)  # unknown: left as asked
+    assert context_length({"n_positions": 1024}) == 1024  # GPT-2 style
+    assert context_length({"text_config": {"max_position_embeddings": 512}}) == 512
 
 
 # --- configuration ------------------------------------------------------------------------------
@@ -246,7 +274,7 @@ def test_config_defaults_and_validation():
     assert config.max_seq_len >= 16
     assert (config.eval_fraction, config.split_salt) == (0.1, SALT)
     for bad in ({"max_seq_len": 15}, {"eval_fraction": 0.0}, {"eval_fraction": 1.0},
-                {"max_truncated_share": 1.5}, {"unknown": 1}):
+                {"max_truncated_share": 1.5}, {"max_unsupervised_share": -0.1}, {"unknown": 1}):
         with pytest.raises(ValidationError):
             TokenizationConfig(**bad)
     with pytest.raises(ValidationError):
