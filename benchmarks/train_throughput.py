@@ -122,8 +122,11 @@ def run_contender(name: str, workdir: Path, steps: int, batch_size: int, device:
             from peft import LoraConfig, get_peft_model
             from transformers import AutoModelForCausalLM
 
+            from assets.training.targets import model_skeleton, resolve_targets
+
             base = AutoModelForCausalLM.from_pretrained(workdir / "base", dtype=torch.bfloat16, device_map={"": device})
-            model = get_peft_model(base, LoraConfig(r=config.lora_rank, lora_alpha=config.lora_alpha, target_modules=list(config.target_modules), task_type="CAUSAL_LM"))
+            targets = resolve_targets(model_skeleton(workdir / "base"), list(config.target_modules)).targets
+            model = get_peft_model(base, LoraConfig(r=config.lora_rank, lora_alpha=config.lora_alpha, target_modules=targets, task_type="CAUSAL_LM"))
         else:
             model, _, _ = build_model(workdir / "base", config, device)
         batches = padded_batches(lengths, batch_size, steps, seed=config.seed)

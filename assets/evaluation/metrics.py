@@ -91,6 +91,10 @@ def side_by_side(model: Any, tokenizer: Any, eval_dataset: Any, config: Evaluati
     """Greedy completions of the first eval prompts, base (adapter off) next to adapter."""
     import torch
 
+    from assets.tokenization.chat_format import chat_format
+
+    # Stop at the template's end-of-turn token as well as EOS, as a chat model is served.
+    stop = chat_format(tokenizer).stop_token_ids(tokenizer.eos_token_id)
     samples = []
     for example in eval_dataset.select(range(min(config.generations, len(eval_dataset)))):
         ids, labels = example["input_ids"], example["labels"]
@@ -98,7 +102,7 @@ def side_by_side(model: Any, tokenizer: Any, eval_dataset: Any, config: Evaluati
         # Chat: the prompt is everything before the first answer token. Text: a short lead.
         cut = first_answer if labels[0] == IGNORE_INDEX else min(16, len(ids) - 1)
         prompt = torch.tensor([ids[:cut]], device=device)
-        generate = dict(max_new_tokens=config.max_new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id)
+        generate = dict(max_new_tokens=config.max_new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id, eos_token_id=stop)
         with torch.no_grad():
             with model.disable_adapter():
                 base_out = model.generate(input_ids=prompt, **generate)[0, cut:]

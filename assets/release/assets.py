@@ -64,6 +64,8 @@ def merged_model(
             },
             "adapter_path": adapter.metadata["path"].value,
             "training": adapter.metadata["config"].value,
+            "training_resolved": _value(adapter, "resolved"),
+            "chat_template": _value(latest_materialization(context, "training_dataset", domain), "template"),
             "evaluation": {key: evaluation.metadata[key].value for key in ("eval_loss_base", "eval_loss_adapter", "perplexity_base", "perplexity_adapter")},
             "merge": {"dtype": settings.dtype, "max_abs_logit_diff": report.max_abs_logit_diff, "eval_loss_merged": report.eval_loss_merged},
             "dagster_run_id": context.run_id,
@@ -89,6 +91,12 @@ def merged_model(
         description=f"max |logit diff| {report.max_abs_logit_diff:.2e} (tolerance {settings.parity_tolerance:.0e})",
     )
     return published(metadata, version, [check])
+
+
+def _value(materialization: dg.AssetMaterialization, key: str) -> dict:
+    """A JSON metadata entry, or {} for materializations made before it existed."""
+    entry = materialization.metadata.get(key)
+    return entry.value if entry is not None else {}
 
 
 def _require_passed_gate(context: dg.AssetExecutionContext, evaluation: dg.AssetMaterialization) -> None:

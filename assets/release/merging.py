@@ -12,6 +12,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from assets.evaluation.metrics import supervised_loss
+from assets.tokenization.chat_format import chat_format
 from assets.training.collate import pad_batch
 from assets.training.loading import load_full_precision_base, load_tokenizer
 
@@ -54,6 +55,10 @@ def merge_adapter(base_dir: Path, adapter_dir: Path, out_dir: Path, eval_dataset
     adapted = PeftModel.from_pretrained(load_full_precision_base(base_dir, dtype, device), adapter_dir)
     reference = _logits(adapted, batch)
     merged = adapted.merge_and_unload()
+    # Serving stacks stop at generation_config's eos ids: a base model lists only EOS, while the
+    # fine-tuned model ends its answers with the template's end-of-turn token.
+    merged.generation_config.eos_token_id = chat_format(tokenizer).stop_token_ids(tokenizer.eos_token_id)
+    merged.generation_config.pad_token_id = tokenizer.pad_token_id
     merged.save_pretrained(out_dir, safe_serialization=True)
     tokenizer.save_pretrained(out_dir)
 

@@ -10,12 +10,14 @@ def render_model_card(lineage: dict[str, Any]) -> str:
     Expected keys: domain, base_model {spec, revision, fingerprint}, data_versions {raw_corpus,
     training_dataset}, training (config dict), evaluation {eval_loss_base, eval_loss_adapter,
     perplexity_base, perplexity_adapter}, merge {dtype, max_abs_logit_diff, eval_loss_merged},
+    optional training_resolved (compute dtype, target modules, ...) and chat_template (how it was used),
     dagster_run_id, library_versions, created_at.
     """
     base = lineage["base_model"]
     evaluation = lineage["evaluation"]
     merge = lineage["merge"]
     rows = "\n".join(f"| {key} | `{value}` |" for key, value in lineage["training"].items())
+    resolved = "\n".join(f"| {key} | `{value}` |" for key, value in {**lineage.get("training_resolved", {}), **lineage.get("chat_template", {})}.items())
     versions = ", ".join(f"{name} {version}" for name, version in lineage["library_versions"].items())
     return f"""---
 library_name: transformers
@@ -53,6 +55,12 @@ Merge parity: largest |logit difference| against the adapter on the same base: {
 | setting | value |
 |---|---|
 {rows}
+
+What ran (settings resolved on this model and machine, and how its chat template was used):
+
+| what | value |
+|---|---|
+{resolved}
 
 Libraries: {versions}.
 

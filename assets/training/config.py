@@ -4,7 +4,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-DEFAULT_TARGET_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+from assets.training.targets import ALL_LINEAR
 
 
 class QLoraConfig(BaseModel):
@@ -16,10 +16,12 @@ class QLoraConfig(BaseModel):
     lora_alpha: float = Field(16.0, gt=0, description="LoRA scaling numerator; the update is scaled by alpha / r.")
     lora_dropout: float = Field(0.05, ge=0.0, lt=1.0, description="Dropout on the adapter input; regularises small domains.")
     target_modules: list[str] = Field(
-        default_factory=lambda: list(DEFAULT_TARGET_MODULES),
+        default_factory=lambda: [ALL_LINEAR],
         min_length=1,
-        description="Names of the linear layers that get adapters. All attention and MLP "
-        "projections (the QLoRA paper's choice) beat attention-only at the same rank.",
+        description="Linear layers that get adapters. 'all-linear' (default): every linear projection "
+        "but the output head, read off the model (q/k/v/o and MLP on Llama, qkv_proj/gate_up_proj on Phi-3, "
+        "query_key_value/dense on GPT-NeoX): the QLoRA paper's choice, better than attention-only at the "
+        "same rank. Or layer names (`q_proj`, `mlp.down_proj`); one that matches nothing stops before training.",
     )
     double_quant: bool = Field(True, description="Quantise the NF4 quantisation constants too: ~0.4 bit/parameter less memory, no quality cost.")
     compute_dtype: Literal["auto", "bfloat16", "float32"] = Field(
@@ -61,4 +63,6 @@ class QLoraConfig(BaseModel):
     def _modules_named(self) -> "QLoraConfig":
         if any(not name.strip() for name in self.target_modules):
             raise ValueError("target_modules contains an empty name")
+        if ALL_LINEAR in self.target_modules and len(self.target_modules) > 1:
+            raise ValueError(f"target_modules: '{ALL_LINEAR}' stands alone, got {self.target_modules}")
         return self

@@ -47,17 +47,27 @@ def cpu_has_native_bf16() -> bool:
 
 
 def load_quantized_base(base_dir: Path, compute_dtype: Any, device: str, double_quant: bool = True) -> Any:
-    """The base model with every linear layer (but lm_head) stored as 4-bit NF4 (bitsandbytes)."""
+    """The base model with every linear layer stored as 4-bit NF4 (bitsandbytes), except the output
+    head and the layers whose shapes the 4-bit kernels cannot run (targets.unquantizable), which
+    stay in the compute dtype. Safetensors only: pickled weights never load here."""
+    import re
+
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
+    from assets.training.targets import model_skeleton, output_head_name, unquantizable
+
+    skeleton = model_skeleton(base_dir)
+    keep = unquantizable(skeleton)
     quantization = BitsAndBytesConfig(
         load_in_4bit=True,
         bnb_4bit_quant_type="nf4",
         bnb_4bit_use_double_quant=double_quant,
         bnb_4bit_compute_dtype=compute_dtype,
+        # Naming layers to skip replaces transformers' default list, so the head is named too.
+        llm_int8_skip_modules=[re.escape(n) for n in [output_head_name(skeleton), *keep] if n] if keep else None,
     )
     return AutoModelForCausalLM.from_pretrained(
-        base_dir, quantization_config=quantization, dtype=compute_dtype, device_map={"": device}
+        base_dir, quantization_config=quantization, dtype=compute_dtype, device_map={"": device}, use_safetensors=True
     )
 
 
@@ -65,7 +75,7 @@ def load_full_precision_base(base_dir: Path, dtype: Any, device: str) -> Any:
     """The base model de-quantised (its original weights), for merging adapters losslessly."""
     from transformers import AutoModelForCausalLM
 
-    return AutoModelForCausalLM.from_pretrained(base_dir, dtype=dtype, device_map={"": device})
+    return AutoModelForCausalLM.from_pretrained(base_dir, dtype=dtype, device_map={"": device}, use_safetensors=True)
 
 
 # Dedicated padding tokens some families ship without naming them as pad (Llama 3.1+).

@@ -29,6 +29,7 @@ from assets.training.checkpoint import latest_checkpoint, load_checkpoint, save_
 from assets.training.config import QLoraConfig
 from assets.training.loading import load_quantized_base, load_tokenizer, pick_compute_dtype
 from assets.training.packing import choose_layout, collate_rows, pad_share_of, steps_for, supervised_tokens
+from assets.training.targets import TargetPlan, model_skeleton, resolve_targets
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,9 @@ class TrainingReport:
     pad_share: float = 0.0  # share of computed positions that held padding
     world_size: int = 1
     loss_history: list[dict[str, float]] = field(default_factory=list)  # step, loss, learning_rate
+    target_modules: list[str] = field(default_factory=list)  # what target_modules resolved to on this model
+    target_counts: dict[str, int] = field(default_factory=dict)  # layers adapted per name
+    full_precision_layers: list[str] = field(default_factory=list)  # kept out of 4-bit (shapes the kernels cannot run)
 
     @property
     def trainable_percent(self) -> float:
@@ -61,13 +65,15 @@ class DatasetTooSmall(ValueError):
     """The training split cannot fill one micro-batch."""
 
 
-def build_model(base_dir: Path, config: QLoraConfig, device: str) -> tuple[Any, Any, Any]:
-    """(peft model, tokenizer, compute dtype): the 4-bit base with fresh LoRA adapters (seeded)."""
+def build_model(base_dir: Path, config: QLoraConfig, device: str, plan: TargetPlan | None = None) -> tuple[Any, Any, Any]:
+    """(peft model, tokenizer, compute dtype): the 4-bit base with fresh LoRA adapters (seeded) on
+    the layers `plan` names (resolved from config.target_modules when not given)."""
     import torch
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 
     dtype = pick_compute_dtype(config.compute_dtype, device)
     tokenizer = load_tokenizer(base_dir)
+    plan = plan or resolve_targets(model_skeleton(base_dir), list(config.target_modules))
     model = load_quantized_base(base_dir, dtype, device, config.double_quant)
     model.config.use_cache = False  # a KV cache in training would also switch off packed-sequence masks
     with warnings.catch_warnings():
@@ -78,7 +84,7 @@ def build_model(base_dir: Path, config: QLoraConfig, device: str) -> tuple[Any, 
         r=config.lora_rank,
         lora_alpha=config.lora_alpha,
         lora_dropout=config.lora_dropout,
-        target_modules=list(config.target_modules),
+        target_modules=plan.targets,
         task_type="CAUSAL_LM",
     )
     torch.manual_seed(config.seed)  # adapter init (LoRA A matrices) is random
@@ -116,6 +122,8 @@ def train_qlora(
         dist.init_process_group("nccl" if device == "cuda" else "gloo")
     if device == "cuda" and world > 1:
         device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
+    # Resolved first: a target name that matches nothing stops here, before any data or weights load.
+    plan = resolve_targets(model_skeleton(base_dir), list(config.target_modules))
     ids, labels = train_dataset["input_ids"], train_dataset["labels"]
     lengths = [len(x) for x in ids]
     if len(lengths) < config.batch_size:
@@ -137,7 +145,7 @@ def train_qlora(
         return out
 
     total = steps_for(len(epochs[0]), per_step, config.epochs, config.max_steps)
-    model, tokenizer, dtype = build_model(base_dir, config, device)
+    model, tokenizer, dtype = build_model(base_dir, config, device, plan)
     trainable, total_params = model.get_nb_trainable_parameters()
     params = [p for p in model.parameters() if p.requires_grad]
     names = [n for n, p in model.named_parameters() if p.requires_grad]
@@ -223,6 +231,9 @@ def train_qlora(
         pad_share=pad_share_of(used, lengths, layout.block_len),
         world_size=world,
         loss_history=progress.history,
+        target_modules=plan.targets,
+        target_counts=plan.counts,
+        full_precision_layers=plan.full_precision,
     )
 
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from assets.foundation.tiny_llama import build_tokenizer
-from assets.training.loading import cpu_has_native_bf16, load_tokenizer, pick_compute_dtype, pick_device
+from assets.training.loading import cpu_has_native_bf16, load_tokenizer, pick_compute_dtype, pick_device, pick_pad_token
 
 
 @pytest.mark.parametrize("device", ["cpu", "cuda"])
@@ -50,17 +50,28 @@ def test_load_tokenizer_keeps_an_existing_pad_token(tmp_path):
     assert tokenizer.pad_token_id != tokenizer.eos_token_id
 
 
-def test_load_tokenizer_sets_pad_to_eos_when_missing(tmp_path):
+def test_a_missing_pad_token_is_an_existing_token_never_a_new_one(tmp_path):
+    from tokenizers import Tokenizer, models
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
     tokenizer = build_tokenizer()
     tokenizer.pad_token = None
     tokenizer.save_pretrained(tmp_path)
-    from transformers import AutoTokenizer
-
     assert AutoTokenizer.from_pretrained(tmp_path).pad_token is None  # really saved without one
     loaded = load_tokenizer(tmp_path)
-    assert loaded.pad_token == loaded.eos_token == "<|end_of_text|>"
-    assert loaded.pad_token_id == loaded.eos_token_id
-    assert loaded(["a", "abc"], padding=True)["input_ids"][0] == [97, loaded.eos_token_id, loaded.eos_token_id]
+    # The vocabulary holds an unnamed "<|pad|>": it is taken, and the vocabulary does not grow.
+    assert loaded.pad_token == "<|pad|>" and len(loaded) == len(tokenizer)
+    assert loaded(["a", "abc"], padding=True)["input_ids"][0] == [97, loaded.pad_token_id, loaded.pad_token_id]
+
+    # No padding-like token: unk, then EOS.
+    words = PreTrainedTokenizerFast(tokenizer_object=Tokenizer(models.WordLevel({"[UNK]": 0, "</s>": 1, "a": 2}, unk_token="[UNK]")),
+                                    eos_token="</s>", unk_token="[UNK]")
+    assert pick_pad_token(words) == "[UNK]"
+    words.unk_token = None
+    assert pick_pad_token(words) == "</s>"
+    words.eos_token = None
+    with pytest.raises(ValueError, match="no pad, unk or end-of-sequence token"):
+        pick_pad_token(words)
 
 
 def test_load_tokenizer_keeps_chat_template(tmp_path):
