@@ -10,7 +10,7 @@ from assets.partitions import domain_partitions
 from assets.quality.checks import check_results
 from assets.tokenization.chat_format import chat_format
 from assets.tokenization.expectations import CHECKS, run_dataset_checks
-from assets.tokenization.tokenizing import TokenizationConfig, effective_config, round_trip_failures, tokenize_corpus
+from assets.tokenization.tokenizing import TokenizationConfig, effective_config, round_trip, tokenize_corpus
 from assets.training.loading import load_tokenizer
 from resources.landing import LandingZone
 from resources.lineage import logical_version, published, require_passed_checks, reuse_if_unchanged, upstream_path
@@ -31,8 +31,8 @@ class TokenizationRunConfig(dg.Config, TokenizationConfig):
         *[dg.AssetCheckSpec(name, asset="training_dataset", blocking=blocking, description=text)
           for name, (text, blocking) in CHECKS.items()],
         dg.AssetCheckSpec("chat_template_round_trip", asset="training_dataset", blocking=True,
-                          description="Sample chat examples decode back to their rendered text, with exactly the "
-                          "answers and their end-of-turn tokens supervised."),
+                          description="Sampled chat examples supervise exactly their answers, each with the "
+                          "model's end-of-turn token."),
     ],
 )
 def training_dataset(context: dg.AssetExecutionContext, config: TokenizationRunConfig, landing: LandingZone, artifacts: ArtifactStore) -> dg.MaterializeResult:
@@ -63,7 +63,7 @@ def training_dataset(context: dg.AssetExecutionContext, config: TokenizationRunC
         tokenized.eval.save_to_disk(str(staging / "eval"))
         tokenized.rejected.write_parquet(staging / "rejected.parquet")
     stats = tokenized.stats
-    checked, mismatches = round_trip_failures(clean, tokenizer, settings, fmt)
+    trip = round_trip(clean, tokenizer, settings, fmt)
     if stats["rows_rejected"]:
         context.log.warning(f"domain {domain!r}: {stats['rows_rejected']} of {stats['rows']} rows yield nothing to learn; "
                             f"kept with their reason in {location / 'rejected.parquet'}")
@@ -71,11 +71,13 @@ def training_dataset(context: dg.AssetExecutionContext, config: TokenizationRunC
         *check_results(context, "training_dataset", run_dataset_checks(tokenized.profile, settings)),
         dg.AssetCheckResult(
             check_name="chat_template_round_trip",
-            passed=not mismatches,
+            passed=not trip.failures,
             severity=dg.AssetCheckSeverity.ERROR,
-            description=f"{checked - len(mismatches)} of {checked} sampled chat examples decode back to their rendered "
-            "text with exactly the answers supervised" + (f"; first failure {mismatches[0]}" if mismatches else ""),
-            metadata={"failures": dg.MetadataValue.json(mismatches[:10])},
+            description=f"{trip.checked - len(trip.failures)} of {trip.checked} sampled chat examples supervise exactly "
+            "their answers and end-of-turn tokens" + (f"; first failure {trip.failures[0]}" if trip.failures else "")
+            + (f"; the tokenizer does not decode {len(trip.text_changes)} back verbatim (its own normalisation, "
+               f"the same when served): {trip.text_changes[0]}" if trip.text_changes else ""),
+            metadata={"failures": dg.MetadataValue.json(trip.failures[:10]), "text_changes": dg.MetadataValue.json(trip.text_changes[:10])},
         ),
     ]
     metadata = {

@@ -160,9 +160,9 @@ def encode_text(tokenizer: Any, text: str, max_seq_len: int) -> list[Example]:
 
 
 def round_trip_mismatch(tokenizer: Any, fmt: ChatFormat, roles: list[str], contents: list[str], max_seq_len: int) -> str | None:
-    """Why a chat example does not decode back to its rendering with exactly the answers (and their
-    end-of-turn tokens) supervised, or None. Catches tokenizers that change the text (lost
-    whitespace, normalisation) and tokens that merge across the prompt/answer boundary."""
+    """Why a chat example's supervised tokens are not exactly its answers, each with the
+    end-of-turn token after it, or None. Catches tokens that merge across the prompt/answer
+    boundary, tokenizers that change the answers' text, and answers the model is never taught to end."""
     messages = [{"role": r, "content": c} for r, c in zip(roles, contents)]
     if "system" in roles and not fmt.accepts_system:
         messages = fold_system(messages)
@@ -173,27 +173,43 @@ def round_trip_mismatch(tokenizer: Any, fmt: ChatFormat, roles: list[str], conte
     example = rendered.example
     if len(example.input_ids) > max_seq_len:
         return None  # split or cut on purpose; the truncation check reports it
-    decode = lambda ids: tokenizer.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False)  # noqa: E731
-    body = example.input_ids[1:] if rendered.bos_added else example.input_ids
-    body = body[:-1] if rendered.eos_added else body
-    decoded = decode(body)
-    if decoded != rendered.text:
-        at = next((i for i, (a, b) in enumerate(zip(decoded, rendered.text)) if a != b), min(len(decoded), len(rendered.text)))
-        return f"decodes differently from its rendered text at character {at}: {decoded[at:at + 30]!r} vs {rendered.text[at:at + 30]!r}"
     runs = _supervised_runs(example)
     answers = [rendered.text[a:b] for a, b in rendered.spans]
     if len(runs) != len(answers):
         return f"{len(runs)} supervised runs for {len(answers)} assistant turns"
     for number, (run, answer) in enumerate(zip(runs, answers), 1):
-        text = decode(run)
+        text = _decode(tokenizer, run)
         before, found, after = text.partition(answer)
         # Whitespace before the answer may ride on its first token ("▁word"); after it only the
         # end-of-turn token (and whitespace) may follow.
-        if not found or before.strip() or after.strip() not in ("", decode(run[-1:]).strip()):
+        if not found or before.strip() or after.strip() not in ("", _decode(tokenizer, run[-1:]).strip()):
             return f"assistant turn {number}: supervised tokens decode to {text[:40]!r}, not the answer {answer[:40]!r} and its end-of-turn token"
     if messages[-1]["role"] == "assistant" and runs[-1][-1] not in fmt.special_ids | {tokenizer.eos_token_id}:
         return "the last answer does not end with a supervised end-of-turn token"
     return None
+
+
+def text_difference(tokenizer: Any, fmt: ChatFormat, roles: list[str], contents: list[str]) -> str | None:
+    """Where decoding a conversation's tokens does not give back its rendered text, or None. This is
+    the tokenizer's own normalisation (Phi-3's special tokens swallow the newline after them),
+    identical when the model is served, so it is reported, not refused."""
+    messages = [{"role": r, "content": c} for r, c in zip(roles, contents)]
+    if "system" in roles and not fmt.accepts_system:
+        messages = fold_system(messages)
+    try:
+        rendered = render_conversation(tokenizer, fmt, messages)
+    except TemplateRefused:
+        return None
+    ids = rendered.example.input_ids[1:] if rendered.bos_added else rendered.example.input_ids
+    decoded = _decode(tokenizer, ids[:-1] if rendered.eos_added else ids)
+    if decoded == rendered.text:
+        return None
+    at = next((i for i, (a, b) in enumerate(zip(decoded, rendered.text)) if a != b), min(len(decoded), len(rendered.text)))
+    return f"decodes differently from its rendered text at character {at}: {decoded[at:at + 30]!r} vs {rendered.text[at:at + 30]!r}"
+
+
+def _decode(tokenizer: Any, ids: list[int]) -> str:
+    return tokenizer.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False)
 
 
 def _supervised_runs(example: Example) -> list[list[int]]:

@@ -13,7 +13,7 @@ import polars as pl
 from pydantic import BaseModel, ConfigDict, Field
 
 from assets.tokenization.chat_format import ChatFormat, chat_format
-from assets.tokenization.formatting import encode_record, round_trip_mismatch
+from assets.tokenization.formatting import encode_record, round_trip_mismatch, text_difference
 
 _QUANTILES = (0.5, 0.9, 0.99)
 ROUND_TRIP_SAMPLES = 32  # chat examples decoded back per domain: enough to catch a broken template
@@ -171,13 +171,22 @@ def _stats(columns: dict, rows: int, rejected: int, counts: dict[str, int]) -> d
     return stats
 
 
-def round_trip_failures(clean: pl.DataFrame, tokenizer: Any, config: TokenizationConfig, fmt: ChatFormat | None = None) -> tuple[int, list[str]]:
-    """Decode the first chat/instruction examples back; (how many checked, failures with provenance)."""
+@dataclass(frozen=True)
+class RoundTrip:
+    checked: int  # chat rows sampled
+    failures: list[str]  # rows whose supervised tokens are not exactly their answers (with provenance)
+    text_changes: list[str]  # rows the tokenizer does not decode back verbatim (its own normalisation)
+
+
+def round_trip(clean: pl.DataFrame, tokenizer: Any, config: TokenizationConfig, fmt: ChatFormat | None = None) -> RoundTrip:
+    """Decode the first chat/instruction examples back and compare with their answers."""
     fmt = fmt or chat_format(tokenizer)
     chats = clean.filter(pl.col("kind") != "text").head(ROUND_TRIP_SAMPLES)
-    failures = []
+    failures, changes = [], []
     for row in chats.iter_rows(named=True):
-        reason = round_trip_mismatch(tokenizer, fmt, row["roles"], row["contents"], config.max_seq_len)
-        if reason:
-            failures.append(f"{row['source_file']}:{row['line']}: {reason}")
-    return chats.height, failures
+        where = f"{row['source_file']}:{row['line']}"
+        if reason := round_trip_mismatch(tokenizer, fmt, row["roles"], row["contents"], config.max_seq_len):
+            failures.append(f"{where}: {reason}")
+        if change := text_difference(tokenizer, fmt, row["roles"], row["contents"]):
+            changes.append(f"{where}: {change}")
+    return RoundTrip(chats.height, failures, changes)

@@ -7,8 +7,8 @@ from transformers import PreTrainedTokenizerFast
 from assets.foundation.tiny_llama import build_tokenizer
 from assets.quality.cleaning import content_hash
 from assets.tokenization.chat_format import chat_format
-from assets.tokenization.formatting import round_trip_mismatch
-from assets.tokenization.tokenizing import TokenizationConfig, round_trip_failures
+from assets.tokenization.formatting import round_trip_mismatch, text_difference
+from assets.tokenization.tokenizing import RoundTrip, TokenizationConfig, round_trip
 
 CHAT = (["system", "user", "assistant"], ["Be brief.", "How do I reset my router?", "Hold the reset button for 10 s."])
 
@@ -26,9 +26,36 @@ def test_the_built_in_tokenizer_round_trips_chat_exactly() -> None:
     assert round_trip_mismatch(build_tokenizer(), chat_format(build_tokenizer()), *CHAT, max_seq_len=1024) is None
 
 
-def test_a_tokenizer_that_changes_text_is_caught_with_the_place() -> None:
+def test_a_tokenizer_that_changes_the_answers_is_caught_with_the_place() -> None:
     reason = round_trip_mismatch(word_tokenizer(), chat_format(word_tokenizer()), *CHAT, max_seq_len=1024)
-    assert reason is not None and reason.startswith("decodes differently from its rendered text at character")
+    assert reason == ("assistant turn 1: supervised tokens decode to '[UNK] the reset button for 10 s . </s>', "
+                      "not the answer 'Hold the reset button for 10 s.' and its end-of-turn token")
+    # Where the text changes is reported beside it (the tokenizer's own normalisation).
+    assert text_difference(word_tokenizer(), chat_format(word_tokenizer()), *CHAT).startswith("decodes differently from its rendered text at character 4")
+    assert text_difference(build_tokenizer(), chat_format(build_tokenizer()), *CHAT) is None
+
+
+def merging_tokenizer() -> PreTrainedTokenizerFast:
+    """The built-in byte tokenizer plus one BPE merge, ":H", that crosses the prompt/answer boundary
+    of a template writing `assistant:` right before the answer."""
+    from tokenizers import decoders
+
+    base = build_tokenizer()
+    vocab = {token: i for token, i in base.get_vocab().items() if i < 256}
+    vocab[":H"] = len(base)
+    backend = Tokenizer(models.BPE(vocab=vocab, merges=[(":", "H")]))
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+    backend.decoder = decoders.ByteLevel()
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, eos_token="</s>")
+    tokenizer.chat_template = "{% for m in messages %}{{ m['role'] + ':' + m['content'] + eos_token }}{% endfor %}"
+    return tokenizer
+
+
+def test_a_token_straddling_the_prompt_and_the_answer_is_caught() -> None:
+    tokenizer = merging_tokenizer()
+    reason = round_trip_mismatch(tokenizer, chat_format(tokenizer), ["user", "assistant"], ["Q", "Hi"], max_seq_len=64)
+    assert reason == "assistant turn 1: supervised tokens decode to ':Hi</s>', not the answer 'Hi' and its end-of-turn token"
+    assert round_trip_mismatch(tokenizer, chat_format(tokenizer), ["user", "assistant"], ["Q", "Yo"], max_seq_len=64) is None
 
 
 def test_truncated_examples_are_left_to_the_truncation_check() -> None:
@@ -41,6 +68,7 @@ def test_failures_name_file_and_line_and_text_rows_are_not_sampled() -> None:
         "roles": [CHAT[0], ["text"]], "contents": [CHAT[1], ["plain document"]],
         "content_hash": [content_hash(*CHAT), content_hash(["text"], ["plain document"])],
     })
-    checked, failures = round_trip_failures(rows, word_tokenizer(), TokenizationConfig())
-    assert checked == 1 and len(failures) == 1 and failures[0].startswith("a.jsonl:4: decodes differently")
-    assert round_trip_failures(rows, build_tokenizer(), TokenizationConfig()) == (1, [])
+    trip = round_trip(rows, word_tokenizer(), TokenizationConfig())
+    assert trip.checked == 1 and len(trip.failures) == 1 and trip.failures[0].startswith("a.jsonl:4: assistant turn 1")
+    assert trip.text_changes[0].startswith("a.jsonl:4: decodes differently")
+    assert round_trip(rows, build_tokenizer(), TokenizationConfig()) == RoundTrip(1, [], [])
