@@ -84,8 +84,8 @@ class FamilySpec:
     adds_bos: bool
     end_of_turn: str  # the token the model emits to end an assistant turn
     tie_word_embeddings: bool
-    linear_names: tuple[str, ...]  # the nn.Linear children of one decoder layer, sorted
-    lm_head_name: str
+    linear_names: tuple[str, ...]  # names of the nn.Linear modules inside one decoder layer
+    lm_head_name: str  # the output head's module name in transformers 5 (always "lm_head")
     model_max_length: int
     chat_template: str | None  # file name under templates/, None for a base model
     split_regex: str | None = None  # byte-level: published split regex; None = ByteLevel's GPT-2 regex
@@ -96,11 +96,19 @@ class FamilySpec:
     spm_prefix: Literal["legacy", "first", "none"] = "legacy"
     spm_raw_whitespace: bool = False  # Gemma: "\n" and "\t" are vocabulary tokens, not byte fallback
     tokenizer_config_extra: Mapping[str, Any] = field(default_factory=dict)  # other published flags
+    # The head's name in the published checkpoint: GPT-NeoX saves "embed_out.weight", which
+    # transformers 5 renames to lm_head on load (and back on save).
+    head_checkpoint_name: str = "lm_head"
 
     @property
     def special_tokens(self) -> tuple[str, ...]:
         """Every added token the published tokenizer marks special."""
         return tuple(t.content for t in self.leading_tokens + self.trailing_tokens if t.special)
+
+    @property
+    def head_weight_key(self) -> str | None:
+        """The output head's key in model.safetensors; None when tied (only the embedding is saved)."""
+        return None if self.tie_word_embeddings else f"{self.head_checkpoint_name}.weight"
 
 
 def _frozen(**kwargs: Any) -> Mapping[str, Any]:
@@ -134,6 +142,12 @@ QWEN3_TRAILING = QWEN25_TRAILING + _toks(
     "<tool_response>", "</tool_response>", "<think>", "</think>", special=False,
 )
 QWEN_EXTRA_SPECIAL = [t.content for t in QWEN25_TRAILING if t.special and t.content != "<|endoftext|>"]
+# Published with an explicit "unk_token": null; without it transformers 5's Qwen2Tokenizer would
+# default unk to "<|endoftext|>".
+QWEN_CONFIG_EXTRA = MappingProxyType(dict(
+    additional_special_tokens=QWEN_EXTRA_SPECIAL, add_prefix_space=False, clean_up_tokenization_spaces=False,
+    errors="replace", split_special_tokens=False, unk_token=None,
+))
 # Phi-3 / Phi-3.5: Llama 2's 32000 pieces, then chat tokens at 32000..32010. The chat tokens (and
 # </s>) are published with rstrip=True: encoding "<|end|>\n" swallows the "\n".
 PHI3_LEADING = (Tok("<unk>"), Tok("<s>"), Tok("</s>", special=False, rstrip=True))
@@ -169,7 +183,7 @@ FAMILIES: dict[str, FamilySpec] = {
         model_max_length=BIG, chat_template="llama2.jinja",
         tokenizer_config_extra=_frozen(add_bos_token=True, add_eos_token=False, legacy=False,
                                        clean_up_tokenization_spaces=False, padding_side="right",
-                                       use_default_system_prompt=False),
+                                       use_default_system_prompt=False, pad_token=None),
     ),
     "llama3": FamilySpec(
         key="llama3", source_model="meta-llama/Llama-3.2-1B-Instruct",
@@ -217,9 +231,7 @@ FAMILIES: dict[str, FamilySpec] = {
         bos_token=None, eos_token="<|im_end|>", pad_token="<|endoftext|>", unk_token=None, adds_bos=False,
         end_of_turn="<|im_end|>", tie_word_embeddings=True, linear_names=LLAMA_LINEARS, lm_head_name="lm_head",
         model_max_length=131072, chat_template="qwen2.jinja",
-        tokenizer_config_extra=_frozen(additional_special_tokens=QWEN_EXTRA_SPECIAL, add_prefix_space=False,
-                                       clean_up_tokenization_spaces=False, errors="replace",
-                                       split_special_tokens=False),
+        tokenizer_config_extra=QWEN_CONFIG_EXTRA,
     ),
     "qwen3": FamilySpec(
         key="qwen3", source_model="Qwen/Qwen3-0.6B",
@@ -233,9 +245,7 @@ FAMILIES: dict[str, FamilySpec] = {
         bos_token=None, eos_token="<|im_end|>", pad_token="<|endoftext|>", unk_token=None, adds_bos=False,
         end_of_turn="<|im_end|>", tie_word_embeddings=True, linear_names=LLAMA_LINEARS, lm_head_name="lm_head",
         model_max_length=131072, chat_template="qwen3.jinja",
-        tokenizer_config_extra=_frozen(additional_special_tokens=QWEN_EXTRA_SPECIAL, add_prefix_space=False,
-                                       clean_up_tokenization_spaces=False, errors="replace",
-                                       split_special_tokens=False),
+        tokenizer_config_extra=QWEN_CONFIG_EXTRA,
     ),
     "gemma2": FamilySpec(
         key="gemma2", source_model="google/gemma-2-2b-it",
@@ -368,7 +378,7 @@ FAMILIES: dict[str, FamilySpec] = {
         bos_token="<|endoftext|>", eos_token="<|endoftext|>", pad_token=None, unk_token="<|endoftext|>",
         adds_bos=False,
         end_of_turn="<|endoftext|>", tie_word_embeddings=False, linear_names=NEOX_LINEARS,
-        lm_head_name="embed_out", model_max_length=BIG, chat_template=None,
+        lm_head_name="lm_head", head_checkpoint_name="embed_out", model_max_length=BIG, chat_template=None,
         tokenizer_config_extra=_frozen(add_prefix_space=False),
     ),
 }
