@@ -259,6 +259,7 @@ FAMILIES: dict[str, FamilySpec] = {
                               layer_types=["sliding_attention", "full_attention"], rope_parameters=_rope(10000.0)),
         tokenizer_style="sentencepiece_bpe", tokenizer_class="GemmaTokenizer", spm_prefix="none",
         spm_raw_whitespace=True,
+        # (from memory) ids 5.. hold "[multimodal]" and <unusedN>; the turn markers follow them.
         leading_tokens=GEMMA_LEADING + _toks("[multimodal]", "<unused0>", "<unused1>", "<start_of_turn>",
                                              "<end_of_turn>"),
         trailing_tokens=(),
@@ -283,6 +284,7 @@ FAMILIES: dict[str, FamilySpec] = {
                                                "sliding_attention": _rope(10000.0)}),
         tokenizer_style="sentencepiece_bpe", tokenizer_class="GemmaTokenizer", spm_prefix="none",
         spm_raw_whitespace=True,
+        # (from memory) id 5 is "[@BOS@]"; the image tokens sit at the end of the vocabulary.
         leading_tokens=GEMMA_LEADING + _toks("[@BOS@]", "<unused0>", "<unused1>", "<start_of_turn>",
                                              "<end_of_turn>"),
         trailing_tokens=_toks("<start_of_image>", "<end_of_image>", "<image_soft_token>"),
@@ -298,6 +300,8 @@ FAMILIES: dict[str, FamilySpec] = {
         config_kwargs=_frozen(**TINY, num_key_value_heads=4, max_position_embeddings=4096,
                               original_max_position_embeddings=4096, sliding_window=2047, rms_norm_eps=1e-5,
                               rope_parameters=_rope(10000.0, partial_rotary_factor=1.0)),
+        # (from memory) Phi-3's tokenizer.json keeps Llama 2's legacy normalizer; transformers 5 loads
+        # phi3 with that tokenizer.json as is (TokenizersBackend), so the legacy spacing is live.
         tokenizer_style="sentencepiece_bpe", tokenizer_class="LlamaTokenizer", spm_prefix="legacy",
         leading_tokens=PHI3_LEADING, trailing_tokens=PHI3_TRAILING,
         bos_token="<s>", eos_token="<|endoftext|>", pad_token="<|endoftext|>", unk_token="<unk>",
@@ -329,7 +333,7 @@ FAMILIES: dict[str, FamilySpec] = {
         key="phi4", source_model="microsoft/Phi-4-mini-instruct",
         config_class="Phi3Config", model_class="Phi3ForCausalLM",
         # Phi-4-mini: Phi3 architecture with grouped-query attention (24/8), RoPE on 3/4 of each head,
-        # LongRoPE, and tied embeddings (200k vocabulary).
+        # LongRoPE, and tied embeddings (200k vocabulary; tied per its config.json, from memory).
         config_kwargs=_frozen(**TINY, num_key_value_heads=2, max_position_embeddings=131072,
                               original_max_position_embeddings=4096, sliding_window=262144, rms_norm_eps=1e-5,
                               rope_parameters=_longrope(12, 10000.0, partial=0.75)),
@@ -354,6 +358,7 @@ FAMILIES: dict[str, FamilySpec] = {
         tokenizer_style="byte_level_bpe", tokenizer_class="GPT2Tokenizer", split_regex=CL100K_REGEX,
         leading_tokens=(),
         # <|user|>/<|assistant|>/<|system|> in OLMo 2's template are plain text, not tokens.
+        # (from memory) the cl100k-derived ids 100257.. for these; <|pad|> is OLMo's own.
         trailing_tokens=_toks("<|endoftext|>", "<|fim_prefix|>", "<|fim_middle|>", "<|fim_suffix|>",
                               "<|endofprompt|>", "<|pad|>"),
         bos_token="<|endoftext|>", eos_token="<|endoftext|>", pad_token="<|pad|>", unk_token="<|endoftext|>",
