@@ -149,8 +149,11 @@ def publish_model_copy(selection: ModelFiles, root: Path, prefix: str) -> ModelC
     return ModelCopy(final, fingerprint, files, sum((final / name).stat().st_size for name in files))
 
 
-def convert_pickled_weights(source: Path, target: Path) -> None:
-    """Load `source` (pickled weights) with transformers and save it into `target` as safetensors."""
+def convert_pickled_weights(source: Path, target: Path, origin: Path | None = None) -> None:
+    """Load `source` (pickled weights) with transformers and save it into `target` as safetensors.
+
+    `origin` is the directory `source` was copied from, for messages (default: `source`).
+    """
     from transformers import AutoModelForCausalLM
 
     # dtype="auto" keeps the stored dtype (a bf16 checkpoint stays bf16, not upcast to float32).
@@ -160,10 +163,10 @@ def convert_pickled_weights(source: Path, target: Path) -> None:
     # A missing tensor would be random-initialised and saved as if it were the model's own.
     problems = {key: info.get(key) for key in ("missing_keys", "mismatched_keys") if info.get(key)}
     if problems:
-        raise ValueError(f"the pickled weights in {source} do not fit {type(model).__name__}: {problems}")
+        raise ValueError(f"the pickled weights in {origin or source} do not fit {type(model).__name__}: {problems}")
     model.save_pretrained(target)  # transformers 5 always writes safetensors (safe_serialization is gone)
     if weight_files(target, SAFETENSORS_FILE, SAFETENSORS_INDEX) is None:
-        raise RuntimeError(f"converting {source} wrote no safetensors weights into {target}")
+        raise RuntimeError(f"converting {origin or source} wrote no safetensors weights into {target}")
 
 
 def _publish_converted(selection: ModelFiles, digests: dict[str, str], final: Path) -> None:
@@ -172,7 +175,7 @@ def _publish_converted(selection: ModelFiles, digests: dict[str, str], final: Pa
     try:
         _copy_verified(selection, digests, staging)
         with atomic_directory(final) as target:
-            convert_pickled_weights(staging, target)  # writes config, generation config, weights
+            convert_pickled_weights(staging, target, selection.directory)  # config, generation config, weights
             for name in selection.files:
                 if name in TOKENIZER_FILES:
                     shutil.copyfile(staging / name, target / name)

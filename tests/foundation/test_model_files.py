@@ -186,3 +186,14 @@ def test_pickled_beside_safetensors_is_ignored_not_converted(model_copy, tmp_pat
     (model_copy / "pytorch_model.bin").write_bytes(b"never unpickled")
     selection = select_model_files(model_copy, allow_pickled=False)
     assert not selection.pickled and "pytorch_model.bin" in selection.skipped
+
+
+def test_pickled_weights_that_miss_a_tensor_are_not_converted(pickled_model, tmp_path):
+    # Loading would random-initialise the missing tensor; saving that as the base would hide it.
+    tensors = torch.load(pickled_model / "pytorch_model.bin", weights_only=True)
+    del tensors["lm_head.weight"]
+    torch.save(tensors, pickled_model / "pytorch_model.bin")
+    with pytest.raises(ValueError, match="lm_head.weight") as raised:
+        publish_model_copy(select_model_files(pickled_model, allow_pickled=True), tmp_path / "root", "local")
+    assert str(pickled_model) in str(raised.value)
+    assert list((tmp_path / "root").iterdir()) == []  # nothing published, staging removed
