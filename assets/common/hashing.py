@@ -19,9 +19,15 @@ def file_sha256(path: Path) -> str:
 
 def files_fingerprint(files: dict[str, Path]) -> str:
     """Fingerprint of named files: relative names and contents, independent of mtimes and order."""
+    return digests_fingerprint({name: file_sha256(path) for name, path in files.items()})
+
+
+def digests_fingerprint(digests: dict[str, str]) -> str:
+    """`files_fingerprint` from already computed sha256 hex digests (name -> digest), for callers
+    that hash while copying and must not read the bytes a second time."""
     digest = hashlib.sha256()
-    for name in sorted(files):
-        digest.update(name.encode("utf-8") + b"\0" + file_sha256(files[name]).encode() + b"\n")
+    for name in sorted(digests):
+        digest.update(name.encode("utf-8") + b"\0" + digests[name].encode() + b"\n")
     return digest.hexdigest()
 
 

@@ -1,22 +1,28 @@
 """`base_model`: the frozen foundation model every adapter is trained on."""
 
-import json
-
 import dagster as dg
 
+from assets.foundation.model_facts import model_facts
 from assets.foundation.resolve import resolve_base_model
 from resources.base_model_source import BaseModelSource
 from resources.storage import ArtifactStore
 
 
-@dg.asset(group_name="foundation", kinds={"transformers", "safetensors"}, code_version="1")
+@dg.asset(group_name="foundation", kinds={"transformers", "safetensors"}, code_version="2")
 def base_model(context: dg.AssetExecutionContext, base_model_source: BaseModelSource, artifacts: ArtifactStore) -> dg.MaterializeResult:
-    """The base model as a local Hugging Face directory. Its fingerprint (content hash, or hub
-    commit) is its data version: a new base makes every adapter stale."""
+    """The base model as a local Hugging Face directory holding only what loading needs (config,
+    tokenizer, safetensors weights; a native transformers architecture, no remote code). A local
+    directory is copied under the artifacts by content, so later edits to it cannot reach later
+    steps. Its fingerprint (content hash, or hub commit) is its data version: a new base makes
+    every adapter stale."""
     spec = base_model_source.parsed()
-    resolved = resolve_base_model(spec, artifacts.asset_dir("base_model"))
-    config = json.loads((resolved.path / "config.json").read_text())
-    context.log.info(f"base model {spec.display} at {resolved.path} (fingerprint {resolved.fingerprint[:16]})")
+    resolved = resolve_base_model(spec, artifacts.asset_dir("base_model"), base_model_source.pickled_weights_allowed())
+    facts = model_facts(resolved.path)
+    weights = "safetensors, converted from pickled pytorch_model*.bin" if resolved.converted_from_pickle else "safetensors"
+    context.log.info(
+        f"base model {spec.display} at {resolved.path} (fingerprint {resolved.fingerprint[:16]}, "
+        f"{facts.model_type}, {weights}, {resolved.bytes / 1e6:.1f} MB)"
+    )
     return dg.MaterializeResult(
         metadata={
             "path": dg.MetadataValue.path(str(resolved.path)),
@@ -24,10 +30,11 @@ def base_model(context: dg.AssetExecutionContext, base_model_source: BaseModelSo
             "source": spec.source,
             "revision": resolved.revision or "-",
             "fingerprint": resolved.fingerprint,
-            "architecture": ",".join(config.get("architectures", [])),
-            "hidden_size": int(config.get("hidden_size", 0)),
-            "num_hidden_layers": int(config.get("num_hidden_layers", 0)),
-            "vocab_size": int(config.get("vocab_size", 0)),
+            **facts.as_metadata(),
+            "weights": weights,
+            "files": list(resolved.files),
+            "bytes": resolved.bytes,
+            "ignored_files": list(resolved.skipped),
         },
         data_version=dg.DataVersion(resolved.fingerprint),
     )

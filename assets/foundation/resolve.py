@@ -3,6 +3,14 @@
 Three sources: `builtin:tiny-llama` (built here, deterministically), a local model directory, or a
 hub id with an optional `@revision`. The fingerprint is the base model's data version: when it
 changes, every adapter trained on the old base becomes stale.
+
+Every source ends as a directory later steps read, holding only what loading needs, safetensors
+weights only, a native transformers architecture (see model_files.py, model_facts.py, hub.py):
+- builtin: built under the artifacts, content-addressed.
+- local: copied under the artifacts, content-addressed (`local-<fingerprint16>`), so editing the
+  user's directory later cannot change what a recorded fingerprint stands for.
+- hub: the HF cache snapshot of one commit, read in place (a commit's files never change); only
+  pickled-only repos are converted into a content-addressed copy (`hub-<fingerprint16>`).
 """
 
 import shutil
@@ -13,6 +21,8 @@ from typing import Literal
 
 from assets.common.atomic import atomic_directory
 from assets.common.hashing import directory_fingerprint
+from assets.foundation.model_facts import check_native_architecture, read_config
+from assets.foundation.model_files import publish_model_copy, select_model_files
 
 BUILTIN_MODELS = ("tiny-llama",)
 
@@ -35,6 +45,10 @@ class ResolvedBaseModel:
     path: Path  # a directory with config.json, weights and tokenizer
     fingerprint: str  # content hash (builtin, local) or hub commit
     revision: str | None
+    files: tuple[str, ...] = ()  # what `path` holds that loading reads
+    bytes: int = 0  # their total size
+    converted_from_pickle: bool = False  # weights were pytorch_model*.bin, now safetensors in `path`
+    skipped: tuple[str, ...] = ()  # top-level names of the source that were not copied
 
 
 def parse_base_model_spec(spec: str) -> BaseModelSpec:
@@ -57,18 +71,31 @@ def parse_base_model_spec(spec: str) -> BaseModelSpec:
     return BaseModelSpec("hub", repo, revision or None)
 
 
-def resolve_base_model(spec: BaseModelSpec, builtin_root: Path) -> ResolvedBaseModel:
-    """Make the base available locally. Built-ins are stored content-addressed under `builtin_root`."""
-    if spec.source == "builtin":
-        return _build_builtin(spec, builtin_root)
-    if spec.source == "local":
-        path = Path(spec.name)
-        return ResolvedBaseModel(spec, path, directory_fingerprint(path), None)
-    from huggingface_hub import snapshot_download
+def resolve_base_model(
+    spec: BaseModelSpec, root: Path, allow_pickled_weights: bool = False, hub_cache_dir: Path | None = None
+) -> ResolvedBaseModel:
+    """Make the base available locally, under `root` (the base_model artifacts) where it is copied.
 
-    path = Path(snapshot_download(repo_id=spec.name, revision=spec.revision))
-    commit = path.name  # snapshots are stored under their commit hash
-    return ResolvedBaseModel(spec, path, f"hub:{spec.name}@{commit}", commit)
+    `allow_pickled_weights` lets a base with only pytorch_model*.bin weights through, converted
+    once into safetensors; `hub_cache_dir` overrides the HF cache (default: HF_HUB_CACHE).
+    """
+    if spec.source == "builtin":
+        return _build_builtin(spec, root)
+    if spec.source == "local":
+        source = Path(spec.name)
+        check_native_architecture(read_config(source), str(source / "config.json"))
+        selection = select_model_files(source, allow_pickled_weights)
+        copy = publish_model_copy(selection, root, "local")
+        return ResolvedBaseModel(spec, copy.path, copy.fingerprint, None, copy.files, copy.bytes, selection.pickled, selection.skipped)
+    from assets.foundation.hub import fetch_hub_model
+
+    snapshot, commit = fetch_hub_model(spec.name, spec.revision, allow_pickled_weights, hub_cache_dir)
+    selection = select_model_files(snapshot, allow_pickled_weights, label=f"hub repo {spec.name}@{commit}")
+    fingerprint = f"hub:{spec.name}@{commit}"
+    if not selection.pickled:
+        return ResolvedBaseModel(spec, snapshot, fingerprint, commit, tuple(sorted(selection.files)), selection.bytes, False, selection.skipped)
+    copy = publish_model_copy(selection, root, "hub")
+    return ResolvedBaseModel(spec, copy.path, fingerprint, commit, copy.files, copy.bytes, True, selection.skipped)
 
 
 def _build_builtin(spec: BaseModelSpec, root: Path) -> ResolvedBaseModel:
@@ -87,4 +114,5 @@ def _build_builtin(spec: BaseModelSpec, root: Path) -> ResolvedBaseModel:
             for item in staging.iterdir():
                 item.rename(target / item.name)
         shutil.rmtree(staging)
-    return ResolvedBaseModel(spec, final, fingerprint, None)
+    files = tuple(sorted(p.name for p in final.iterdir()))
+    return ResolvedBaseModel(spec, final, fingerprint, None, files, sum((final / name).stat().st_size for name in files))

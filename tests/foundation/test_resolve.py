@@ -153,17 +153,19 @@ def test_builtin_folder_is_a_model_directory(builtin_twice):
     assert {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"} <= names
 
 
-def test_local_directory_fingerprint_matches_directory_fingerprint(builtin_twice, tmp_path):
+def test_local_directory_is_copied_by_content(builtin_twice, tmp_path):
     _, built, _ = builtin_twice
     copy = tmp_path / "local-copy"
     shutil.copytree(built.path, copy)
     spec = parse_base_model_spec(str(copy))
-    resolved = resolve_base_model(spec, tmp_path / "unused-root")
-    assert resolved.path == copy.resolve()
+    resolved = resolve_base_model(spec, tmp_path / "root")
     assert resolved.fingerprint == directory_fingerprint(copy)
     assert resolved.fingerprint == built.fingerprint  # same bytes, same fingerprint
-    assert resolved.revision is None
-    assert not (tmp_path / "unused-root").exists()  # a local base is used in place
+    # Later steps read a content-addressed copy under the artifacts, never the user's directory.
+    assert resolved.path == tmp_path / "root" / f"local-{resolved.fingerprint[:16]}"
+    assert directory_fingerprint(resolved.path) == resolved.fingerprint
+    assert resolved.revision is None and not resolved.converted_from_pickle
+    assert list(resolved.files) == sorted(p.name for p in copy.iterdir())
 
 
 def test_local_fingerprint_changes_with_contents(builtin_twice, tmp_path):
@@ -173,3 +175,13 @@ def test_local_fingerprint_changes_with_contents(builtin_twice, tmp_path):
     (copy / "config.json").write_text((copy / "config.json").read_text() + " ")
     resolved = resolve_base_model(parse_base_model_spec(str(copy)), tmp_path)
     assert resolved.fingerprint != built.fingerprint
+
+
+def test_local_fingerprint_ignores_files_that_do_not_load(builtin_twice, tmp_path):
+    _, built, _ = builtin_twice
+    copy = tmp_path / "with-readme"
+    shutil.copytree(built.path, copy)
+    (copy / "README.md").write_text("notes that change often")
+    resolved = resolve_base_model(parse_base_model_spec(str(copy)), tmp_path / "root")
+    assert resolved.fingerprint == built.fingerprint
+    assert resolved.skipped == ("README.md",)
