@@ -51,6 +51,7 @@ class ChatFormat:
     end_of_turn_id: int | None
     bos_id: int | None
     adds_bos: bool  # the tokenizer's own convention puts BOS in front of what it encodes
+    renders_bos: bool  # the chat template writes BOS first
     special_ids: frozenset[int]
     control_tokens: Any  # compiled regex of the special tokens' texts (None when there are none)
 
@@ -66,6 +67,12 @@ class ChatFormat:
             "system_role": "native" if self.accepts_system else "folded into the first user turn",
             "bos": "tokenizer convention, added when the template does not render it" if self.adds_bos else "as rendered",
         }
+
+    @property
+    def document_bos(self) -> int | None:
+        """BOS to start a plain-text document with, if the model family starts sequences with one
+        (its tokenizer adds it, or its template writes it); Qwen, Phi-3 and GPT-NeoX do not."""
+        return self.bos_id if self.adds_bos or self.renders_bos else None
 
 
 def special_token_ids(tokenizer: Any) -> frozenset[int]:
@@ -88,6 +95,7 @@ def chat_format(tokenizer: Any) -> ChatFormat:
         end_of_turn_id=None,
         bos_id=tokenizer.bos_token_id,
         adds_bos=_adds_bos(tokenizer),
+        renders_bos=False,  # probed below, with the template
         special_ids=special,
         control_tokens=re.compile("|".join(map(re.escape, texts))) if texts else None,
     )
@@ -96,7 +104,8 @@ def chat_format(tokenizer: Any) -> ChatFormat:
     except TemplateRefused:
         fmt = replace(fmt, accepts_system=False)
     eot = _probe_end_of_turn(tokenizer, fmt)
-    return replace(fmt, end_of_turn=None if eot is None else tokenizer.convert_ids_to_tokens(eot), end_of_turn_id=eot)
+    return replace(fmt, end_of_turn=None if eot is None else tokenizer.convert_ids_to_tokens(eot), end_of_turn_id=eot,
+                   renders_bos=_renders_bos(tokenizer, fmt))
 
 
 def render(tokenizer: Any, fmt: ChatFormat, messages: list[dict[str, str]], generation_prompt: bool = False) -> str:
@@ -217,6 +226,15 @@ def supervise_spans(
             t = gap + 1
         ended.append(closed)
     return labels, ended
+
+
+def _renders_bos(tokenizer: Any, fmt: ChatFormat) -> bool:
+    if tokenizer.bos_token is None:
+        return False
+    try:
+        return render(tokenizer, fmt, [{"role": "user", "content": "U"}, {"role": "assistant", "content": "A"}]).startswith(tokenizer.bos_token)
+    except TemplateRefused:
+        return False
 
 
 def _adds_bos(tokenizer: Any) -> bool:

@@ -51,7 +51,7 @@ class Rendered:
 
 def encode_record(tokenizer: Any, fmt: ChatFormat, kind: str, roles: list[str], contents: list[str], max_seq_len: int) -> EncodedRow:
     if kind == "text":
-        return EncodedRow(encode_text(tokenizer, "\n\n".join(contents), max_seq_len))
+        return EncodedRow(encode_text(tokenizer, "\n\n".join(contents), max_seq_len, fmt.document_bos))
     return encode_chat(tokenizer, fmt, roles, contents, max_seq_len)
 
 
@@ -143,16 +143,17 @@ def _split_at_turns(tokenizer: Any, fmt: ChatFormat, messages: list[dict[str, st
     return examples, dropped
 
 
-def encode_text(tokenizer: Any, text: str, max_seq_len: int) -> list[Example]:
-    """BOS + text + EOS, all supervised, cut into windows of at most max_seq_len tokens.
+def encode_text(tokenizer: Any, text: str, max_seq_len: int, bos_id: int | None) -> list[Example]:
+    """[BOS] + text + EOS, all supervised, cut into windows of at most max_seq_len tokens (BOS where
+    the model family starts sequences with one: ChatFormat.document_bos).
 
     Nothing is thrown away: a long document becomes several examples of near-equal length
     (never a stub of one token, which would carry no supervised prediction). Control-token text
     inside a document ("<|endoftext|>" in a web page) is encoded as the plain text it is.
     """
     ids = tokenizer(text, add_special_tokens=False, split_special_tokens=True)["input_ids"]
-    if tokenizer.bos_token_id is not None:
-        ids = [tokenizer.bos_token_id] + ids
+    if bos_id is not None:
+        ids = [bos_id] + ids
     ids.append(tokenizer.eos_token_id)
     windows = -(-len(ids) // max_seq_len)  # ceiling division
     bounds = [round(i * len(ids) / windows) for i in range(windows + 1)]

@@ -68,6 +68,10 @@ def conversations(n: int = 72, seed: int = 0) -> list[dict]:
     return rows
 
 
+NOTES = [f"Field note {i}: the {a} sat beside the {b}, and nobody moved it before the {c} came." for i, (a, b, c) in
+         enumerate(zip(WORDS, WORDS[7:] + WORDS[:7], WORDS[13:] + WORDS[:13]))][:12]
+
+
 def latest(instance: dg.DagsterInstance, asset: str, partition: str | None = DOMAIN) -> dict:
     records = instance.fetch_materializations(
         dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=[partition] if partition else None), limit=1
@@ -82,6 +86,7 @@ def run_family(root: Path, family: str, overrides: dict) -> tuple[dg.DagsterInst
     landing.mkdir(parents=True)
     rows = conversations()
     (landing / "conversations.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (landing / "notes.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in NOTES))
     # The real assets and resources; training in process (the Pipes launcher is tested in tests/training).
     defs = dg.Definitions(
         assets=[base_model, raw_corpus, clean_corpus, training_dataset, qlora_adapter, adapter_evaluation, merged_model],
@@ -129,7 +134,11 @@ def test_a_family_goes_from_landing_folder_to_merged_model(case, family, overrid
     train = load_from_disk(str(Path(dataset["path"]) / "train"))
     by_line = {i + 1: [m["content"] for m in r["messages"] if m["role"] == "assistant"] for i, r in enumerate(rows)}
     end_text = spec.end_of_turn if spec.chat_template else tokenizer.eos_token
-    for ids, labels, line in zip(train["input_ids"], train["labels"], train["line"]):
+    for ids, labels, line, source in zip(train["input_ids"], train["labels"], train["line"], train["source_file"]):
+        if source == "notes.jsonl":  # plain text: all supervised, ends with EOS, at most one BOS in front
+            assert labels == ids and ids[-1] == tokenizer.eos_token_id and NOTES[line - 1] in tokenizer.decode(ids)
+            assert ids[:2] != [tokenizer.bos_token_id] * 2
+            continue
         decoded = [tokenizer.decode(run, skip_special_tokens=False, clean_up_tokenization_spaces=False) for run in supervised_runs(ids, labels)]
         expected = by_line[line]
         assert len(decoded) == len(expected), (line, decoded, expected)

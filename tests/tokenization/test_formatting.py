@@ -301,7 +301,7 @@ def test_round_trip_passes_for_templates_handled_right(template):
 # --- plain text ---------------------------------------------------------------------------------
 
 def test_text_is_bos_text_eos_all_supervised(tok):
-    [example] = encode_text(tok, "Hello, wörld!", max_seq_len=512)
+    [example] = encode_text(tok, "Hello, wörld!", max_seq_len=512, bos_id=tok.bos_token_id)
     expected = [tok.bos_token_id] + list("Hello, wörld!".encode()) + [tok.eos_token_id]
     assert example.input_ids == expected
     assert example.labels == expected
@@ -310,25 +310,25 @@ def test_text_is_bos_text_eos_all_supervised(tok):
 
 
 def test_control_token_text_in_a_document_stays_text(tok):
-    [example] = encode_text(tok, "a<|end|>b", max_seq_len=512)
+    [example] = encode_text(tok, "a<|end|>b", max_seq_len=512, bos_id=tok.bos_token_id)
     assert example.input_ids == [tok.bos_token_id, *b"a<|end|>b", tok.eos_token_id]
 
 
 def test_empty_text_still_gives_bos_eos(tok):
-    [example] = encode_text(tok, "", max_seq_len=16)
+    [example] = encode_text(tok, "", max_seq_len=16, bos_id=tok.bos_token_id)
     assert example.input_ids == [tok.bos_token_id, tok.eos_token_id]
     assert example.supervised_tokens == 1
 
 
 def test_text_exactly_max_seq_len_is_one_window(tok):
-    [example] = encode_text(tok, "x" * 14, max_seq_len=16)
+    [example] = encode_text(tok, "x" * 14, max_seq_len=16, bos_id=tok.bos_token_id)
     assert len(example.input_ids) == 16
 
 
 @pytest.mark.parametrize(("n_bytes", "max_seq_len"), [(15, 16), (50, 16), (100, 32), (1000, 64), (1001, 64), (2, 16)])
 def test_long_text_is_cut_into_near_equal_windows(tok, n_bytes, max_seq_len):
     text = "".join(chr(ord("a") + i % 26) for i in range(n_bytes))
-    windows = encode_text(tok, text, max_seq_len=max_seq_len)
+    windows = encode_text(tok, text, max_seq_len=max_seq_len, bos_id=tok.bos_token_id)
     full = [tok.bos_token_id] + list(text.encode()) + [tok.eos_token_id]
     lengths = [len(w.input_ids) for w in windows]
     assert len(windows) == -(-len(full) // max_seq_len)  # as few windows as possible
@@ -339,6 +339,15 @@ def test_long_text_is_cut_into_near_equal_windows(tok, n_bytes, max_seq_len):
     assert all(w.labels == w.input_ids and not w.truncated for w in windows)
     assert windows[0].input_ids[0] == tok.bos_token_id
     assert windows[-1].input_ids[-1] == tok.eos_token_id
+
+
+def test_a_document_starts_with_bos_only_where_the_family_uses_one(tok):
+    assert chat_format(tok).document_bos == tok.bos_token_id  # the built-in template writes BOS
+    no_bos = with_template("{% for m in messages %}{{ m['content'] + eos_token }}{% endfor %}")  # like Phi-3, Qwen
+    fmt = chat_format(no_bos)
+    assert fmt.document_bos is None and not fmt.adds_bos and not fmt.renders_bos
+    [example] = encode_record(no_bos, fmt, "text", ["text"], ["hi"], max_seq_len=64).examples
+    assert example.input_ids == [*b"hi", no_bos.eos_token_id]
 
 
 def test_text_record_joins_contents_with_blank_line(tok):
