@@ -1,7 +1,5 @@
 """`training_dataset`: chat-templated, tokenized, split train/eval, saved as Arrow."""
 
-import json
-
 import dagster as dg
 import polars as pl
 
@@ -13,7 +11,7 @@ from assets.tokenization.expectations import CHECKS, run_dataset_checks
 from assets.tokenization.tokenizing import TokenizationConfig, effective_config, round_trip, tokenize_corpus
 from assets.training.loading import load_tokenizer
 from resources.landing import LandingZone
-from resources.lineage import logical_version, published, require_passed_checks, reuse_if_unchanged, upstream_path
+from resources.lineage import latest_materialization, logical_version, published, require_passed_checks, reuse_if_unchanged, upstream_path
 from resources.storage import ArtifactStore
 
 
@@ -48,7 +46,8 @@ def training_dataset(context: dg.AssetExecutionContext, config: TokenizationRunC
         return reused
     clean = pl.read_parquet(upstream_path(context, "clean_corpus") / "rows.parquet")
     base_dir = upstream_path(context, "base_model", partitioned=False)
-    settings, clamped = effective_config(requested, json.loads((base_dir / "config.json").read_text()))
+    limit = latest_materialization(context, "base_model", None).metadata.get("context_length")
+    settings, clamped = effective_config(requested, limit.value if limit is not None else None)
     if clamped:
         context.log.warning(f"domain {domain!r}: {clamped}")
     tokenizer = load_tokenizer(base_dir)

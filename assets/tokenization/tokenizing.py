@@ -79,22 +79,13 @@ def split_of(content_hash: str, eval_fraction: float, salt: str) -> str:
     return "eval" if int.from_bytes(digest, "big") / 2**64 < eval_fraction else "train"
 
 
-def context_length(model_config: dict[str, Any]) -> int | None:
-    """The longest sequence the base model was built for, from its config.json, if it says."""
-    for key in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
-        value = model_config.get(key) or (model_config.get("text_config") or {}).get(key)
-        if isinstance(value, int) and value > 0:
-            return value
-    return None
-
-
-def effective_config(config: TokenizationConfig, model_config: dict[str, Any]) -> tuple[TokenizationConfig, str | None]:
-    """max_seq_len clamped to the base model's context length, and a warning saying so (or None)."""
-    limit = context_length(model_config)
-    if limit is None or config.max_seq_len <= limit:
+def effective_config(config: TokenizationConfig, context_length: int | None) -> tuple[TokenizationConfig, str | None]:
+    """max_seq_len clamped to the base model's context length (base_model's `context_length`), and
+    a warning saying so (or None). Positions past it were never trained and may not even exist."""
+    if context_length is None or config.max_seq_len <= context_length:
         return config, None
-    warning = f"max_seq_len {config.max_seq_len} exceeds the base model's context length {limit}; clamped to {limit}"
-    return config.model_copy(update={"max_seq_len": limit}), warning
+    warning = f"max_seq_len {config.max_seq_len} exceeds the base model's context length {context_length}; clamped to {context_length}"
+    return config.model_copy(update={"max_seq_len": context_length}), warning
 
 
 def tokenize_corpus(clean: pl.DataFrame, tokenizer: Any, config: TokenizationConfig, fmt: ChatFormat | None = None) -> TokenizedCorpus:

@@ -35,8 +35,10 @@ pytestmark = pytest.mark.matrix
 
 DOMAIN = "chat"
 SUMMARY_DIR = Path(__file__).resolve().parents[2] / "test-artifacts" / "families"
-# (case, family, config overrides): every family, and one whose MLP width the 4-bit CPU kernel cannot run.
-CASES = [(family, family, {}) for family in sorted(FAMILIES)] + [("llama3-mlp200", "llama3", {"intermediate_size": 200})]
+# (case, family, config overrides): every family, and one whose MLP width the 4-bit CPU kernel cannot
+# run and whose context (256 tokens) is shorter than the default max_seq_len (1024).
+ODD = {"intermediate_size": 200, "max_position_embeddings": 256}
+CASES = [(family, family, {}) for family in sorted(FAMILIES)] + [("llama3-mlp200-ctx256", "llama3", ODD)]
 # Enough steps at a high rate for a random-weight base to learn where answers end.
 RUN_CONFIG = {"ops": {
     "qlora_adapter": {"config": {"max_steps": 120, "learning_rate": 0.01, "logging_steps": 40, "lora_rank": 8}},
@@ -152,8 +154,9 @@ def test_a_family_goes_from_landing_folder_to_merged_model(case, family, overrid
     assert set(resolved["target_modules"]) == set(spec.linear_names)
     assert resolved["adapted_layers"] == len(spec.linear_names) * spec.config_kwargs.get("num_hidden_layers", 2)
     assert evaluation["adapter_beats_base"] and evaluation["eval_loss_adapter"] < evaluation["eval_loss_base"]
-    if overrides.get("intermediate_size") == 200:
+    if overrides == ODD:
         assert resolved["full_precision_layers"] and all(".mlp." in name for name in resolved["full_precision_layers"])
+        assert dataset["settings"]["max_seq_len"] == 256 and "clamped to 256" in dataset["settings"]["max_seq_len_clamped"]
 
     # The merged model: parity, loads as a plain transformers model, keeps tied embeddings, stops at end of turn.
     assert merged["max_abs_logit_diff"] <= 1e-3

@@ -8,7 +8,7 @@ from assets.foundation.tiny_llama import build_tokenizer
 from assets.quality.cleaning import content_hash
 from assets.tokenization.chat_format import chat_format
 from assets.tokenization.formatting import IGNORE_INDEX, encode_record
-from assets.tokenization.tokenizing import TokenizationConfig, context_length, effective_config, split_of, tokenize_corpus
+from assets.tokenization.tokenizing import TokenizationConfig, effective_config, split_of, tokenize_corpus
 
 SALT = "loraline-split-v1"
 
@@ -259,12 +259,10 @@ def test_all_rows_unsupervised_raises(tok):
 
 def test_max_seq_len_is_clamped_to_the_models_context_length():
     config = TokenizationConfig(max_seq_len=4096)
-    clamped, warning = effective_config(config, {"max_position_embeddings": 2048})
+    clamped, warning = effective_config(config, 2048)
     assert clamped.max_seq_len == 2048 and warning == "max_seq_len 4096 exceeds the base model's context length 2048; clamped to 2048"
-    assert effective_config(config, {"max_position_embeddings": 8192}) == (config, None)
-    assert effective_config(config, {}) == (config, None)  # unknown: left as asked
-    assert context_length({"n_positions": 1024}) == 1024  # GPT-2 style
-    assert context_length({"text_config": {"max_position_embeddings": 512}}) == 512
+    assert effective_config(config, 8192) == (config, None)
+    assert effective_config(config, None) == (config, None)  # unknown: left as asked
 
 
 # --- configuration ------------------------------------------------------------------------------
