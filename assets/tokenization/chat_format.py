@@ -46,7 +46,7 @@ class ChatFormat:
 
     template: str
     source: Literal["model", "fallback"]  # the tokenizer's own template, or FALLBACK_CHAT_TEMPLATE
-    accepts_system: bool  # False: system prompts are folded into the first user turn
+    accepts_system: bool  # False (refused, or dropped by the template): folded into the first user turn
     end_of_turn: str | None  # the token an assistant turn ends with (`<|eot_id|>`, `<|im_end|>`, ...)
     end_of_turn_id: int | None
     bos_id: int | None
@@ -99,10 +99,13 @@ def chat_format(tokenizer: Any) -> ChatFormat:
         special_ids=special,
         control_tokens=re.compile("|".join(map(re.escape, texts))) if texts else None,
     )
+    probe = [{"role": "system", "content": "Probe rules."}, {"role": "user", "content": "U"}, {"role": "assistant", "content": "A"}]
     try:
-        render(tokenizer, fmt, [{"role": "system", "content": "S"}, {"role": "user", "content": "U"}, {"role": "assistant", "content": "A"}])
+        # Refused (Gemma 2), or silently dropped when the conversation ends with an answer (Mistral v0.3).
+        kept = "Probe rules." in render(tokenizer, fmt, probe)
     except TemplateRefused:
-        fmt = replace(fmt, accepts_system=False)
+        kept = False
+    fmt = replace(fmt, accepts_system=kept)
     eot = _probe_end_of_turn(tokenizer, fmt)
     return replace(fmt, end_of_turn=None if eot is None else tokenizer.convert_ids_to_tokens(eot), end_of_turn_id=eot,
                    renders_bos=_renders_bos(tokenizer, fmt))

@@ -63,18 +63,15 @@ def encode_chat(tokenizer: Any, fmt: ChatFormat, roles: list[str], contents: lis
             if hit := fmt.control_tokens.search(message["content"]):
                 # It would be encoded as the real control token and fake a turn boundary.
                 return EncodedRow(rejected=f"a {message['role']} turn contains the tokenizer's control token {hit.group()!r}")
-    folded = "system" in roles and not fmt.accepts_system
-    if folded:
-        messages = fold_system(messages)
     try:
-        whole = render_conversation(tokenizer, fmt, messages)
+        whole, folded = render_row(tokenizer, fmt, messages)
     except TemplateRefused as error:
-        return EncodedRow(rejected=str(error), system_folded=folded)
+        return EncodedRow(rejected=str(error), system_folded="system" in roles and not fmt.accepts_system)
     if len(whole.example.input_ids) <= max_seq_len:
         examples, dropped = [whole.example], 0
     else:
         try:
-            examples, dropped = _split_at_turns(tokenizer, fmt, messages, max_seq_len)
+            examples, dropped = _split_at_turns(tokenizer, fmt, messages, max_seq_len, folded)
         except TemplateRefused as error:
             return EncodedRow(rejected=str(error), system_folded=folded)
     examples = [e for e in examples if e.supervised_tokens]
@@ -83,6 +80,17 @@ def encode_chat(tokenizer: Any, fmt: ChatFormat, roles: list[str], contents: lis
                   else "the conversation has no assistant turn to learn from")
         return EncodedRow(rejected=reason, system_folded=folded, exchanges_dropped=dropped)
     return EncodedRow(examples, system_folded=folded, exchanges_dropped=dropped)
+
+
+def render_row(tokenizer: Any, fmt: ChatFormat, messages: list[dict[str, str]]) -> tuple[Rendered, bool]:
+    """The whole conversation rendered, and whether its system prompt had to be folded into the
+    first user turn: the template refuses a system role, or drops it for this shape of conversation."""
+    folded = any(m["role"] == "system" for m in messages) and not fmt.accepts_system
+    whole = render_conversation(tokenizer, fmt, fold_system(messages) if folded else messages)
+    if not folded and any(m["content"] not in whole.text for m in messages if m["role"] == "system"):
+        folded = True
+        whole = render_conversation(tokenizer, fmt, fold_system(messages))
+    return whole, folded
 
 
 def render_conversation(tokenizer: Any, fmt: ChatFormat, messages: list[dict[str, str]]) -> Rendered:
@@ -105,7 +113,9 @@ def render_conversation(tokenizer: Any, fmt: ChatFormat, messages: list[dict[str
     return Rendered(text, Example(ids, labels), spans, bos_added, eos_added)
 
 
-def _split_at_turns(tokenizer: Any, fmt: ChatFormat, messages: list[dict[str, str]], max_seq_len: int) -> tuple[list[Example], int]:
+def _split_at_turns(
+    tokenizer: Any, fmt: ChatFormat, messages: list[dict[str, str]], max_seq_len: int, fold: bool
+) -> tuple[list[Example], int]:
     """Greedy: as many whole exchanges (turns up to and including an answer) per example as fit,
     each example starting with the system prompt. An exchange too long alone is cut at
     max_seq_len (marked truncated); one whose answer starts beyond it is dropped (counted)."""
@@ -117,18 +127,21 @@ def _split_at_turns(tokenizer: Any, fmt: ChatFormat, messages: list[dict[str, st
             exchanges.append([])
     exchanges = [e for e in exchanges if any(m["role"] == "assistant" for m in e)]  # trailing questions teach nothing
 
+    def encode(part: list[dict[str, str]]) -> Example:
+        return render_conversation(tokenizer, fmt, fold_system(system + part) if fold else system + part).example
+
     examples: list[Example] = []
     dropped = 0
     current: list[dict[str, str]] = []
     fitted: Example | None = None
     for exchange in exchanges:
-        candidate = render_conversation(tokenizer, fmt, system + current + exchange).example
+        candidate = encode(current + exchange)
         if len(candidate.input_ids) <= max_seq_len:
             current, fitted = current + exchange, candidate
             continue
         if fitted is not None:
             examples.append(fitted)
-        alone = render_conversation(tokenizer, fmt, system + exchange).example
+        alone = encode(exchange)
         if len(alone.input_ids) <= max_seq_len:
             current, fitted = exchange, alone
             continue
@@ -165,10 +178,8 @@ def round_trip_mismatch(tokenizer: Any, fmt: ChatFormat, roles: list[str], conte
     end-of-turn token after it, or None. Catches tokens that merge across the prompt/answer
     boundary, tokenizers that change the answers' text, and answers the model is never taught to end."""
     messages = [{"role": r, "content": c} for r, c in zip(roles, contents)]
-    if "system" in roles and not fmt.accepts_system:
-        messages = fold_system(messages)
     try:
-        rendered = render_conversation(tokenizer, fmt, messages)
+        rendered, _ = render_row(tokenizer, fmt, messages)
     except TemplateRefused:
         return None  # quarantined with its reason; not a tokenizer fault
     example = rendered.example
@@ -194,11 +205,8 @@ def text_difference(tokenizer: Any, fmt: ChatFormat, roles: list[str], contents:
     """Where decoding a conversation's tokens does not give back its rendered text, or None. This is
     the tokenizer's own normalisation (Phi-3's special tokens swallow the newline after them),
     identical when the model is served, so it is reported, not refused."""
-    messages = [{"role": r, "content": c} for r, c in zip(roles, contents)]
-    if "system" in roles and not fmt.accepts_system:
-        messages = fold_system(messages)
     try:
-        rendered = render_conversation(tokenizer, fmt, messages)
+        rendered, _ = render_row(tokenizer, fmt, [{"role": r, "content": c} for r, c in zip(roles, contents)])
     except TemplateRefused:
         return None
     ids = rendered.example.input_ids[1:] if rendered.bos_added else rendered.example.input_ids

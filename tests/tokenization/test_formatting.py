@@ -227,6 +227,43 @@ def test_a_template_refusing_the_system_role_gets_it_folded_into_the_first_user_
     assert supervised_text(tok, row.examples[0]) == ["A<|end|>"]
 
 
+# Mistral v0.3's shape: the system prompt is written only into a last user turn, so a conversation
+# that ends with an answer loses it.
+DROPS_SYSTEM = (
+    "{% for m in messages %}{% if m['role'] == 'user' %}{{ '[INST] ' }}{% if loop.last and messages[0]['role'] == 'system' %}"
+    "{{ messages[0]['content'] + '\n\n' }}{% endif %}{{ m['content'] + ' [/INST]' }}"
+    "{% elif m['role'] == 'assistant' %}{{ m['content'] + eos_token }}{% endif %}{% endfor %}"
+)
+
+
+def test_a_template_that_drops_the_system_prompt_gets_it_folded():
+    tok = with_template(DROPS_SYSTEM)
+    fmt = chat_format(tok)
+    assert not fmt.accepts_system
+    row = formatting.encode_chat(tok, fmt, ["system", "user", "assistant"], ["Be brief.", "Q", "A"], 512)
+    assert row.system_folded and tok.decode(row.examples[0].input_ids) == "[INST] Be brief.\n\nQ [/INST]A" + EOS
+
+
+def test_a_conversation_whose_shape_loses_the_system_prompt_gets_it_folded():
+    # Accepted at the probe (one exchange), dropped in longer conversations.
+    tok = with_template("{% for m in messages %}{% if m['role'] != 'system' or messages | length <= 3 %}"
+                        "{{ m['role'] + ': ' + m['content'] + eos_token }}{% endif %}{% endfor %}")
+    fmt = chat_format(tok)
+    assert fmt.accepts_system
+    roles, contents = ["system", "user", "assistant", "user", "assistant"], ["Be brief.", "Q1", "A1", "Q2", "A2"]
+    row = formatting.encode_chat(tok, fmt, roles, contents, 512)
+    assert row.system_folded and "user: Be brief.\n\nQ1" in tok.decode(row.examples[0].input_ids)
+    assert not formatting.encode_chat(tok, fmt, roles[:3], contents[:3], 512).system_folded
+
+
+def test_each_part_of_a_split_conversation_keeps_a_folded_system_prompt():
+    tok = with_template(NO_SYSTEM)
+    roles = ["system", "user", "assistant", "user", "assistant"]
+    row = formatting.encode_chat(tok, chat_format(tok), roles, ["Be brief.", "q" * 30, "a" * 30, "r" * 30, "b" * 30], 90)
+    assert len(row.examples) == 2 and row.system_folded
+    assert all("<|user|>\nBe brief.\n\n" in tok.decode(e.input_ids) for e in row.examples)
+
+
 def test_fold_system_makes_a_user_turn_when_none_leads():
     assert fold_system([{"role": "system", "content": "S"}, {"role": "assistant", "content": "A"}]) == [
         {"role": "user", "content": "S"}, {"role": "assistant", "content": "A"}]
