@@ -157,18 +157,19 @@ def render_with_spans(tokenizer: Any, fmt: ChatFormat, messages: list[dict[str, 
 
 
 def _marker_spans(text: str, expected: int, plain: str) -> list[tuple[int, int]] | None:
-    spans, out, start = [], [], None
-    for char in text:
-        if char == OPEN and start is None:
-            start = len(out)
-        elif char == CLOSE and start is not None:
-            spans.append((start, len(out)))
+    spans, pieces, length, start = [], [], 0, None
+    for piece in re.split(f"([{OPEN}{CLOSE}])", text):
+        if piece == OPEN and start is None:
+            start = length
+        elif piece == CLOSE and start is not None:
+            spans.append((start, length))
             start = None
-        elif char in (OPEN, CLOSE):
-            return None
+        elif piece in (OPEN, CLOSE):
+            return None  # nested or unbalanced: the template moved things around
         else:
-            out.append(char)
-    if start is not None or len(spans) != expected or "".join(out) != plain:
+            pieces.append(piece)
+            length += len(piece)
+    if start is not None or len(spans) != expected or "".join(pieces) != plain:
         return None  # the template changed the content (or dropped a turn): search instead
     return spans
 
