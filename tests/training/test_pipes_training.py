@@ -8,9 +8,12 @@ import time
 
 import dagster as dg
 import psutil
+import pytest
 
 from assets.training.worker import write_request
 from conftest import toy_dataset
+
+pytestmark = pytest.mark.integration  # a Dagster run with a Pipes subprocess
 
 CONFIG = dict(max_steps=40, batch_size=4, save_steps=5, logging_steps=5, seed=5)
 

@@ -7,12 +7,15 @@ import subprocess
 import sys
 import time
 
+import pytest
 from safetensors.torch import load_file
 
 from assets.training.config import QLoraConfig
 from assets.training.recipe import train_qlora
 from assets.training.worker import write_request
 from conftest import toy_dataset
+
+pytestmark = pytest.mark.integration  # worker subprocesses and torchrun
 
 CONFIG = dict(max_steps=40, batch_size=4, save_steps=5, logging_steps=5, lora_dropout=0.1, seed=3)
 
