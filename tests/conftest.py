@@ -84,15 +84,23 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 _running_unit: list[str] = []  # the node id of the unit test running now, if one is
 _PROCESS_EVENTS = frozenset({"subprocess.Popen", "os.fork", "os.forkpty", "os.posix_spawn", "os.spawn", "os.exec", "os.system"})
-# ctypes.util.find_library (assets/common/memory.py finds libc with it) asks these; a library looking
+# ctypes.util.find_library (assets/common/memory.py finds libc with it) runs these; a library looking
 # something up is not the test starting a process of its own.
 _LIBRARY_PROBES = frozenset({"ldconfig", "gcc", "cc", "ld", "objdump"})
 
 
+def _program(args: tuple) -> str:
+    """The program a process event starts. Popen reports (executable, argv, ...), and on 3.13 its
+    os.posix_spawn follows with (path, argv, env): one Popen can raise two events."""
+    program = args[0] if args else None
+    if program is None and len(args) > 1:
+        argv = args[1]
+        program = argv[0] if isinstance(argv, (list, tuple)) and argv else argv
+    return Path(os.fsdecode(program)).name if isinstance(program, (str, bytes, os.PathLike)) else ""
+
+
 def _refuse_processes_in_unit_tests(event: str, args: tuple) -> None:
-    if not _running_unit or event not in _PROCESS_EVENTS:
-        return
-    if event == "subprocess.Popen" and isinstance(args[1], (list, tuple)) and args[1] and Path(str(args[1][0])).name in _LIBRARY_PROBES:
+    if not _running_unit or event not in _PROCESS_EVENTS or _program(args) in _LIBRARY_PROBES:
         return
     raise RuntimeError(f"{_running_unit[0]} is a unit test but starts a process ({event}): mark it integration")
 
