@@ -66,10 +66,19 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 def pytest_report_header(config: pytest.Config) -> list[str]:
     flags = cpu_flags()
     shown = ", ".join(f"{flag} {'yes' if flag in flags else 'no'}" for flag in SHOWN_CPU_FLAGS)
+    return [f"cpu flags: {shown}", _auto_dtype_line()]
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    if config.get_verbosity() < 0:  # -q (make test) hides the header: keep the dtype in the log
+        terminalreporter.write_line(_auto_dtype_line())
+
+
+def _auto_dtype_line() -> str:
     auto = str(pick_compute_dtype("auto", "cpu")).removeprefix("torch.")
     forced = forced_auto_dtype()
     why = f"forced by {AUTO_DTYPE_VARIABLE}={forced}" if forced else "from the CPU flags; --auto-dtype forces it"
-    return [f"cpu flags: {shown}", f"compute_dtype 'auto' on cpu resolves to {auto} ({why})"]
+    return f"compute_dtype 'auto' on cpu resolves to {auto} ({why})"
 
 
 # --- tiers ----------------------------------------------------------------------------------------
