@@ -85,10 +85,10 @@ def _auto_dtype_line() -> str:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
-        if any(item.get_closest_marker(tier) for tier in TIERS):
-            continue  # marked in its file
-        folder = Path(item.path).resolve().relative_to(TESTS).parts[0]
-        item.add_marker(FOLDER_TIERS.get(folder, "unit"))
+        path = Path(item.path).resolve()
+        if any(item.get_closest_marker(tier) for tier in TIERS) or not path.is_relative_to(TESTS):
+            continue  # marked in its file, or not one of ours
+        item.add_marker(FOLDER_TIERS.get(path.relative_to(TESTS).parts[0], "unit"))
 
 
 _running_unit: list[str] = []  # the node id of the unit test running now, if one is
