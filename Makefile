@@ -2,18 +2,28 @@
 VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
+# Extra pip arguments for torch, e.g. TORCH_PIP_ARGS="--index-url https://download.pytorch.org/whl/cpu"
+# for the CPU-only build where PyPI's default (CUDA, several GB) is unwanted.
+TORCH_PIP_ARGS ?=
+# Extra pytest arguments, e.g. PYTEST_ARGS="--auto-dtype float32" or PYTEST_ARGS="-m 'not ui'".
+PYTEST_ARGS ?=
+# The newest Python that requires-python (pyproject.toml) allows; `make test-newest` runs the suite on
+# the newest patch release of it found under pyenv, in its own venv.
+NEWEST_MINOR ?= 3.13
+PYENV_VERSIONS ?= $(or $(PYENV_ROOT),$(HOME)/.pyenv)/versions
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 # Per-file progress bars of transformers/datasets drown the training progress lines in run logs.
 export HF_HUB_DISABLE_PROGRESS_BARS ?= 1
 export HF_DATASETS_DISABLE_PROGRESS_BARS ?= 1
 
-.PHONY: install demo ui test clean-data
+.PHONY: install demo ui test test-unit test-newest clean-data
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	# torch first, pinned: the CPU build on our machines; an open range may pull a multi-GB CUDA build.
-	$(BIN)/pip install -q torch==2.13.0
+	# torch first, pinned: the CPU build on our machines (Python 3.11); an open range may pull a
+	# multi-GB CUDA build, and on other Pythons PyPI's only build is the CUDA one.
+	$(BIN)/pip install -q torch==2.13.0 $(TORCH_PIP_ARGS)
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $@
 
@@ -28,7 +38,18 @@ ui: install
 	$(BIN)/dagster dev -h 127.0.0.1 -p 3000
 
 test: install
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q $(PYTEST_ARGS)
+
+# The fast tier: pure code in the test process, under a minute.
+test-unit: install
+	$(BIN)/pytest -q -m unit $(PYTEST_ARGS)
+
+# Fails, not skips, when no $(NEWEST_MINOR).x is installed: CI must not pass on one Python by accident.
+test-newest:
+	@newest=$$(ls -d $(PYENV_VERSIONS)/$(NEWEST_MINOR).*/ 2>/dev/null | sed 's:/$$::; s:.*/::' | grep -E '^$(subst .,\.,$(NEWEST_MINOR))\.[0-9]+$$' | sort -V | tail -n 1); \
+	if [ -z "$$newest" ]; then echo "test-newest: no Python $(NEWEST_MINOR).x under $(PYENV_VERSIONS) (pyenv install $(NEWEST_MINOR))" >&2; exit 1; fi; \
+	echo "test-newest: Python $$newest"; \
+	$(MAKE) --no-print-directory test PYTHON=$(PYENV_VERSIONS)/$$newest/bin/python VENV=.venv-py$(NEWEST_MINOR) PYTEST_ARGS="$(PYTEST_ARGS)"
 
 clean-data:
 	rm -rf data .dagster_home

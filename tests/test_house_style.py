@@ -106,6 +106,7 @@ def test_dagster_modules_do_not_postpone_annotations(path):
     assert not has_future_annotations(path), f"{path.relative_to(ROOT)} imports dagster and uses `from __future__ import annotations`"
 
 
+@pytest.mark.integration  # a fresh interpreter
 def test_loading_definitions_does_not_import_heavy_libraries():
     code = (
         "import json, sys\n"

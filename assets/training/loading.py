@@ -1,6 +1,7 @@
 """Loading the frozen base: 4-bit NF4 for training and evaluation, full precision for merging."""
 
 import logging
+import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -20,17 +21,41 @@ def pick_device(requested: Literal["auto", "cpu", "cuda"] = "auto") -> str:
     return requested
 
 
+# Overrides what compute_dtype 'auto' picks, so an AVX2-only machine can run the bf16 path (emulated,
+# slower) and a bf16 machine the fp32 path, e.g. to test both. Read at each call, never at import.
+AUTO_DTYPE_VARIABLE = "LORALINE_AUTO_DTYPE"
+AUTO_DTYPES = ("bfloat16", "float32")
+
+
 def pick_compute_dtype(requested: str, device: str) -> Any:
-    """bfloat16 where the device runs it natively, float32 otherwise (or when asked)."""
+    """bfloat16 where the device runs it natively, float32 otherwise (or when asked).
+
+    An explicit 'float32' or 'bfloat16' is always honoured; 'auto' follows LORALINE_AUTO_DTYPE when set.
+    """
     import torch
 
     if requested == "float32":
         return torch.float32
     if requested == "bfloat16":
         return torch.bfloat16
-    if device == "cuda":
+    if forced := forced_auto_dtype():
+        return getattr(torch, forced)
+    if device.startswith("cuda"):  # "cuda:1" too: each torchrun process gets its own device
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
     return torch.bfloat16 if cpu_has_native_bf16() else torch.float32
+
+
+def forced_auto_dtype() -> str | None:
+    """The dtype LORALINE_AUTO_DTYPE forces on 'auto', or None when it is unset or empty."""
+    value = os.environ.get(AUTO_DTYPE_VARIABLE, "")
+    if not value:
+        return None
+    if value not in AUTO_DTYPES:
+        raise ValueError(
+            f"{AUTO_DTYPE_VARIABLE}={value!r} is not a dtype 'auto' can be forced to: use one of "
+            f"{', '.join(AUTO_DTYPES)}, or unset it to pick by the device"
+        )
+    return value
 
 
 def cpu_has_native_bf16() -> bool:
@@ -39,11 +64,19 @@ def cpu_has_native_bf16() -> bool:
     Without them PyTorch emulates bf16: measured on our 2-core AMD EPYC (AVX2 only), bf16 matmuls
     ran 40-100x slower than float32 and QLoRA training 5x slower, so 'auto' must not assume bf16.
     """
+    return not cpu_flags().isdisjoint({"avx512_bf16", "amx_bf16"})
+
+
+def cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags as Linux lists them (x86 `flags` line of /proc/cpuinfo); empty elsewhere."""
     try:
-        flags = Path("/proc/cpuinfo").read_text()
+        text = Path("/proc/cpuinfo").read_text()
     except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+        return frozenset()
+    for line in text.splitlines():
+        if line.startswith("flags"):  # "flags\t\t: fpu vme ... avx2 ... avx512_bf16 ..." (same on every core)
+            return frozenset(line.partition(":")[2].split())
+    return frozenset()
 
 
 def load_quantized_base(base_dir: Path, compute_dtype: Any, device: str, double_quant: bool = True) -> Any:

@@ -277,6 +277,7 @@ def test_every_record_is_counted_exactly_once(tmp_path):
     assert not keys.is_duplicated().any()
 
 
+@pytest.mark.integration  # a fresh interpreter
 def test_pure_modules_do_not_import_dagster():
     code = ("import sys, assets.corpora.readers, assets.corpora.records; "
             "sys.exit('dagster' in sys.modules)")

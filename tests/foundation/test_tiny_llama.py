@@ -42,6 +42,7 @@ def _digests(directory: Path) -> dict[str, str]:
     return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(directory.iterdir())}
 
 
+@pytest.mark.integration  # a fresh interpreter
 def test_import_does_not_load_heavy_libraries():
     code = (
         "import sys, assets.foundation.tiny_llama\n"
@@ -150,6 +151,7 @@ def test_build_model_shape_and_determinism():
     assert build_model(vocab_size=300).config.vocab_size == 320
 
 
+@pytest.mark.integration  # a fresh interpreter
 def test_saved_directory_is_byte_identical_across_processes(saved, tmp_path):
     code = "import sys; from pathlib import Path; from assets.foundation.tiny_llama import save_tiny_llama; " \
            "save_tiny_llama(Path(sys.argv[1]))"

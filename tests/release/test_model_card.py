@@ -165,6 +165,7 @@ def test_missing_package_is_reported_not_raised(monkeypatch):
     }
 
 
+@pytest.mark.integration  # a fresh interpreter
 def test_library_versions_does_not_import_heavy_libraries():
     import subprocess
     import sys

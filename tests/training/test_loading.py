@@ -4,7 +4,15 @@ import pytest
 import torch
 
 from assets.foundation.tiny_llama import build_tokenizer
-from assets.training.loading import cpu_has_native_bf16, load_tokenizer, pick_compute_dtype, pick_device, pick_pad_token
+from assets.training.loading import (
+    AUTO_DTYPE_VARIABLE,
+    cpu_flags,
+    cpu_has_native_bf16,
+    load_tokenizer,
+    pick_compute_dtype,
+    pick_device,
+    pick_pad_token,
+)
 
 
 @pytest.mark.parametrize("device", ["cpu", "cuda"])
@@ -13,15 +21,51 @@ def test_explicit_dtypes_are_honoured(device):
     assert pick_compute_dtype("bfloat16", device) is torch.bfloat16
 
 
-def test_auto_on_cpu_follows_native_bf16_support():
+def test_auto_on_cpu_follows_native_bf16_support(monkeypatch):
+    monkeypatch.delenv(AUTO_DTYPE_VARIABLE, raising=False)  # what the machine picks unforced
     expected = torch.bfloat16 if cpu_has_native_bf16() else torch.float32
     assert pick_compute_dtype("auto", "cpu") is expected
+
+
+@pytest.mark.parametrize("forced", ["bfloat16", "float32"])
+@pytest.mark.parametrize("device", ["cpu", "cuda", "cuda:1"])
+def test_the_variable_forces_auto_either_way_and_leaves_explicit_choices_alone(monkeypatch, forced, device):
+    monkeypatch.setenv(AUTO_DTYPE_VARIABLE, forced)
+    assert pick_compute_dtype("auto", device) is getattr(torch, forced)
+    assert pick_compute_dtype("float32", device) is torch.float32
+    assert pick_compute_dtype("bfloat16", device) is torch.bfloat16
+
+
+def test_the_variable_is_read_at_each_call_not_at_import(monkeypatch):
+    monkeypatch.delenv(AUTO_DTYPE_VARIABLE, raising=False)
+    native = pick_compute_dtype("auto", "cpu")
+    other = "float32" if native is torch.bfloat16 else "bfloat16"
+    monkeypatch.setenv(AUTO_DTYPE_VARIABLE, other)
+    assert pick_compute_dtype("auto", "cpu") is getattr(torch, other)
+    monkeypatch.setenv(AUTO_DTYPE_VARIABLE, "")  # empty counts as unset
+    assert pick_compute_dtype("auto", "cpu") is native
+
+
+@pytest.mark.parametrize("value", ["fp32", "bf16", "float16", "BFLOAT16", " float32"])
+def test_an_invalid_value_names_the_variable_and_the_allowed_values(monkeypatch, value):
+    monkeypatch.setenv(AUTO_DTYPE_VARIABLE, value)
+    with pytest.raises(ValueError, match=rf"LORALINE_AUTO_DTYPE={value!r} is not .* use one of bfloat16, float32"):
+        pick_compute_dtype("auto", "cpu")
+    assert pick_compute_dtype("float32", "cpu") is torch.float32  # not consulted for an explicit choice
+
+
+def test_auto_on_an_indexed_cuda_device_asks_cuda_not_the_cpu(monkeypatch):
+    # torchrun hands each process "cuda:N"; that must not fall through to the CPU's flags.
+    monkeypatch.delenv(AUTO_DTYPE_VARIABLE, raising=False)
+    assert pick_compute_dtype("auto", "cuda:1") is pick_compute_dtype("auto", "cuda")
 
 
 def test_cpu_has_native_bf16_reads_cpu_flags():
     from pathlib import Path
 
-    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    text = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
+    assert cpu_flags() == frozenset(flags)
     assert cpu_has_native_bf16() == ("avx512_bf16" in flags or "amx_bf16" in flags)
     assert isinstance(cpu_has_native_bf16(), bool)
 

@@ -8,9 +8,13 @@ import time
 
 import dagster as dg
 import psutil
+import pytest
 
+from assets.training.loading import pick_compute_dtype
 from assets.training.worker import write_request
 from conftest import toy_dataset
+
+pytestmark = pytest.mark.integration  # a Dagster run with a Pipes subprocess
 
 CONFIG = dict(max_steps=40, batch_size=4, save_steps=5, logging_steps=5, seed=5)
 
@@ -20,7 +24,7 @@ def training_asset(request):
     def adapter(context: dg.AssetExecutionContext, pipes_subprocess_client: dg.PipesSubprocessClient) -> dg.MaterializeResult:
         done = pipes_subprocess_client.run(context=context, command=[sys.executable, "-m", "assets.training.external", str(request)])
         report = done.get_custom_messages()[-1]
-        return dg.MaterializeResult(metadata={"steps": report["steps"], "resumed_from": report["resumed_from"] or "-"})
+        return dg.MaterializeResult(metadata={"steps": report["steps"], "resumed_from": report["resumed_from"] or "-", "compute_dtype": report["compute_dtype"]})
 
     return adapter
 
@@ -64,6 +68,8 @@ def test_a_killed_pipes_trainer_fails_the_step_and_the_next_run_resumes(tiny_bas
         assert any(m.startswith("step 40/40 loss") for m in logged)
         metadata = second.get_asset_materialization_events()[0].materialization.metadata
         assert metadata["resumed_from"].value.startswith(str(checkpoints))
+        # The trainer resolved compute_dtype 'auto' as this process does (--auto-dtype reaches subprocesses).
+        assert metadata["compute_dtype"].value == str(pick_compute_dtype("auto", "cpu")).removeprefix("torch.")
         assert (adapter / "adapter_model.safetensors").is_file()
 
 
