@@ -8,7 +8,7 @@ import torch
 
 from assets.release.merging import MergeConfig, merge_adapter
 from assets.training.collate import pad_batch
-from assets.training.config import DEFAULT_TARGET_MODULES
+from assets.training.targets import ALL_LINEAR, model_skeleton, resolve_targets
 from assets.training.loading import load_full_precision_base, load_tokenizer
 from numerics import bf16_tolerance
 
@@ -28,7 +28,8 @@ def adapter(base, tmp_path_factory):
 
     out = tmp_path_factory.mktemp("adapter")
     torch.manual_seed(0)
-    model = get_peft_model(AutoModelForCausalLM.from_pretrained(base), LoraConfig(r=8, lora_alpha=16, target_modules=list(DEFAULT_TARGET_MODULES)))
+    targets = resolve_targets(model_skeleton(base), [ALL_LINEAR]).targets
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(base), LoraConfig(r=8, lora_alpha=16, target_modules=targets))
     with torch.no_grad():
         for name, p in model.named_parameters():
             if "lora_B" in name:
@@ -55,7 +56,7 @@ def nf4_round_trip(model, dtype) -> None:
 
     with torch.no_grad():
         for name, module in model.named_modules():
-            if isinstance(module, torch.nn.Linear) and name.rsplit(".", 1)[-1] in DEFAULT_TARGET_MODULES:
+            if isinstance(module, torch.nn.Linear) and name != "lm_head":
                 packed, state = F.quantize_4bit(module.weight.float(), quant_type="nf4")
                 module.weight.copy_(F.dequantize_4bit(packed, state).to(dtype))
 
