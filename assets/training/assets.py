@@ -107,10 +107,7 @@ def _metadata(report: dict, location: Path, device: str, launcher: str, settings
         "world_size": report["world_size"],
         "launcher": launcher,
         "compute_dtype": report["compute_dtype"],
-        "target_modules": dg.MetadataValue.json(report["target_modules"]),
         "adapted_layers": sum(report["target_counts"].values()),
-        "adapted_layers_by_name": dg.MetadataValue.json(report["target_counts"]),
-        "full_precision_layers": dg.MetadataValue.json(report["full_precision_layers"]),
         "device": device,
         "resumed_from": report["resumed_from"] or "-",
         "loss_curve": dg.MetadataValue.md(loss_curve_markdown(history)),
@@ -119,7 +116,8 @@ def _metadata(report: dict, location: Path, device: str, launcher: str, settings
         # What the settings became on this model and machine ("auto", "all-linear" resolved).
         "resolved": dg.MetadataValue.json({
             "compute_dtype": report["compute_dtype"], "target_modules": report["target_modules"],
-            "adapted_layers": sum(report["target_counts"].values()), "full_precision_layers": report["full_precision_layers"],
+            "adapted_layers": sum(report["target_counts"].values()), "adapted_layers_by_name": report["target_counts"],
+            "full_precision_layers": report["full_precision_layers"],
             "trainable_percent": round(float(report["trainable_percent"]), 4),
         }),
     }
