@@ -185,7 +185,7 @@ def round_trip_mismatch(tokenizer: Any, fmt: ChatFormat, roles: list[str], conte
     example = rendered.example
     if len(example.input_ids) > max_seq_len:
         return None  # split or cut on purpose; the truncation check reports it
-    runs = _supervised_runs(example)
+    runs = supervised_runs(example.input_ids, example.labels)
     answers = [rendered.text[a:b] for a, b in rendered.spans]
     if len(runs) != len(answers):
         return f"{len(runs)} supervised runs for {len(answers)} assistant turns"
@@ -221,9 +221,10 @@ def _decode(tokenizer: Any, ids: list[int]) -> str:
     return tokenizer.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False)
 
 
-def _supervised_runs(example: Example) -> list[list[int]]:
+def supervised_runs(input_ids: list[int], labels: list[int]) -> list[list[int]]:
+    """Contiguous runs of input ids whose label is not IGNORE_INDEX: one per answer (with its end of turn)."""
     runs, current = [], []
-    for token, label in zip(example.input_ids, example.labels):
+    for token, label in zip(input_ids, labels):
         if label != IGNORE_INDEX:
             current.append(token)
         elif current:

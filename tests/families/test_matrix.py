@@ -24,7 +24,7 @@ from assets.foundation.assets import base_model
 from assets.quality.assets import clean_corpus
 from assets.release.assets import merged_model
 from assets.tokenization.assets import training_dataset
-from assets.tokenization.formatting import IGNORE_INDEX
+from assets.tokenization.formatting import IGNORE_INDEX, supervised_runs
 from assets.training.assets import qlora_adapter
 from pipelines.environment import resources_for
 from pipelines.jobs import base_model_job, domain_finetune_job
@@ -102,16 +102,6 @@ def run_family(root: Path, family: str, overrides: dict) -> tuple[dg.DagsterInst
     result = defs.resolve_job_def("domain_finetune_job").execute_in_process(
         instance=instance, partition_key=DOMAIN, run_config=RUN_CONFIG, raise_on_error=False)
     return instance, result, rows
-
-
-def supervised_runs(ids: list[int], labels: list[int]) -> list[list[int]]:
-    runs, current = [], []
-    for token, label in zip(ids, labels):
-        if label != IGNORE_INDEX:
-            current.append(token)
-        elif current:
-            runs, current = runs + [current], []
-    return runs + ([current] if current else [])
 
 
 @pytest.mark.parametrize(("case", "family", "overrides"), CASES, ids=[case for case, _, _ in CASES])

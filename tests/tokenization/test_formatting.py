@@ -7,7 +7,7 @@ import pytest
 from assets.foundation.tiny_llama import BOS, EOS, build_tokenizer
 from assets.tokenization import formatting
 from assets.tokenization.chat_format import FALLBACK_CHAT_TEMPLATE, TEMPLATE_DATE, chat_format, fold_system, render_with_spans
-from assets.tokenization.formatting import IGNORE_INDEX, Example, encode_record, encode_text, round_trip_mismatch
+from assets.tokenization.formatting import IGNORE_INDEX, Example, encode_record, encode_text, round_trip_mismatch, supervised_runs
 
 REVERSED_TEMPLATE = (
     "{% for m in messages | reverse %}{{ m['role'] }}: {{ m['content'] }}<|end|>\n{% endfor %}"
@@ -60,19 +60,8 @@ def one(tok, roles, contents, max_seq_len=512) -> Example:
     return example
 
 
-def supervised_runs(example: Example) -> list[list[int]]:
-    """Contiguous runs of input ids whose label is not IGNORE_INDEX."""
-    runs, current = [], []
-    for token, label in zip(example.input_ids, example.labels):
-        if label != IGNORE_INDEX:
-            current.append(token)
-        elif current:
-            runs, current = runs + [current], []
-    return runs + ([current] if current else [])
-
-
 def supervised_text(tok, example: Example) -> list[str]:
-    return [tok.decode(run) for run in supervised_runs(example)]
+    return [tok.decode(run) for run in supervised_runs(example.input_ids, example.labels)]
 
 
 def unsupervised_text(tok, example: Example) -> str:
