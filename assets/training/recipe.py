@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from assets.tokenization.chat_format import FALLBACK_CHAT_TEMPLATE
 from assets.training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from assets.training.config import QLoraConfig
 from assets.training.loading import load_quantized_base, load_tokenizer, pick_compute_dtype
@@ -212,6 +213,9 @@ def train_qlora(
     # save
     if rank == 0:
         model.save_pretrained(adapter_dir)
+        # A base without a chat template was trained on the fallback layout: ship that layout with
+        # the adapter (and so the merged model), so serving renders prompts as training did.
+        tokenizer.chat_template = tokenizer.chat_template or FALLBACK_CHAT_TEMPLATE
         tokenizer.save_pretrained(adapter_dir)
     if world > 1:
         dist.barrier()

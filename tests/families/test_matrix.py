@@ -24,7 +24,8 @@ from assets.foundation.assets import base_model
 from assets.quality.assets import clean_corpus
 from assets.release.assets import merged_model
 from assets.tokenization.assets import training_dataset
-from assets.tokenization.formatting import IGNORE_INDEX, supervised_runs
+from assets.tokenization.chat_format import FALLBACK_CHAT_TEMPLATE
+from assets.tokenization.formatting import supervised_runs
 from assets.training.assets import qlora_adapter
 from pipelines.environment import resources_for
 from pipelines.jobs import base_model_job, domain_finetune_job
@@ -156,16 +157,12 @@ def test_a_family_goes_from_landing_folder_to_merged_model(case, family, overrid
     assert model.config.tie_word_embeddings == spec.tie_word_embeddings
     end_of_turn = merged_tokenizer.convert_tokens_to_ids(spec.end_of_turn if spec.chat_template else merged_tokenizer.eos_token)
     assert end_of_turn in list(model.generation_config.eos_token_id)
-    prompt_messages = rows[1]["messages"][:-1]
+    # A base model without a template ships the layout it was trained on.
+    assert merged_tokenizer.chat_template == (tokenizer.chat_template or FALLBACK_CHAT_TEMPLATE)
     # Served as people serve it: the model's own template and generation prompt (Qwen3 without thinking,
     # as the data has none; other templates ignore the flag).
-    prompt = merged_tokenizer.apply_chat_template(prompt_messages, add_generation_prompt=True, return_tensors="pt",
-                                                  return_dict=True, enable_thinking=False) if merged_tokenizer.chat_template else None
-    input_ids = prompt["input_ids"] if prompt is not None else None
-    if input_ids is None:  # a base model: the fallback layout the dataset was rendered with
-        first = load_from_disk(str(Path(dataset["path"]) / "eval"))[0]
-        cut = next(i for i, label in enumerate(first["labels"]) if label != IGNORE_INDEX)
-        input_ids = torch.tensor([first["input_ids"][:cut]])
+    input_ids = merged_tokenizer.apply_chat_template(rows[1]["messages"][:-1], add_generation_prompt=True, return_tensors="pt",
+                                                     return_dict=True, enable_thinking=False)["input_ids"]
     with torch.no_grad():
         generated = model.generate(input_ids=input_ids, max_new_tokens=24, do_sample=False)[0, input_ids.shape[1]:].tolist()
     stopped = bool(generated) and generated[-1] == end_of_turn and len(generated) < 24
