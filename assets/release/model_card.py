@@ -16,8 +16,8 @@ def render_model_card(lineage: dict[str, Any]) -> str:
     base = lineage["base_model"]
     evaluation = lineage["evaluation"]
     merge = lineage["merge"]
-    rows = "\n".join(f"| {key} | `{value}` |" for key, value in lineage["training"].items())
-    resolved = "\n".join(f"| {key} | `{value}` |" for key, value in {**lineage.get("training_resolved", {}), **lineage.get("chat_template", {})}.items())
+    rows = _table_rows(lineage["training"])
+    resolved = _table_rows({**lineage.get("training_resolved", {}), **lineage.get("chat_template", {})})
     versions = ", ".join(f"{name} {version}" for name, version in lineage["library_versions"].items())
     return f"""---
 library_name: transformers
@@ -71,3 +71,8 @@ Libraries: {versions}.
 ```
 </details>
 """
+
+
+def _table_rows(values: dict[str, Any]) -> str:
+    # A "|" inside a cell ends it, even in backticks (`<|eot_id|>`): escape it.
+    return "\n".join(f"| {key} | `{str(value).replace('|', chr(92) + '|')}` |" for key, value in values.items())

@@ -178,3 +178,14 @@ def test_library_versions_does_not_import_heavy_libraries():
     from pathlib import Path
 
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[2])
+
+
+def test_what_ran_rows_with_control_tokens_keep_the_table_intact():
+    card = render_model_card(make_lineage(
+        training_resolved={"compute_dtype": "bfloat16", "target_modules": ["qkv_proj", "o_proj"]},
+        chat_template={"end_of_turn": "<|eot_id|>", "system_role": "native"},
+    ))
+    assert "| compute_dtype | `bfloat16` |" in card
+    assert "| target_modules | `['qkv_proj', 'o_proj']` |" in card
+    assert "| end_of_turn | `<\\|eot_id\\|>` |" in card  # an unescaped | would split the cell
+    assert all(line.count("|") - line.count("\\|") == 3 for line in card.splitlines() if line.startswith("| end_of_turn"))
