@@ -8,7 +8,7 @@ from assets.partitions import domain_partitions
 from assets.quality.checks import check_results
 from assets.tokenization.chat_format import chat_format
 from assets.tokenization.expectations import CHECKS, run_dataset_checks
-from assets.tokenization.tokenizing import TokenizationConfig, effective_config, round_trip, tokenize_corpus
+from assets.tokenization.tokenizing import RoundTrip, TokenizationConfig, effective_config, round_trip, tokenize_corpus
 from assets.training.loading import load_tokenizer
 from resources.landing import LandingZone
 from resources.lineage import latest_materialization, logical_version, published, require_passed_checks, reuse_if_unchanged, upstream_path
@@ -45,12 +45,8 @@ def training_dataset(context: dg.AssetExecutionContext, config: TokenizationRunC
     if reused := reuse_if_unchanged(context, version):
         return reused
     clean = pl.read_parquet(upstream_path(context, "clean_corpus") / "rows.parquet")
-    base_dir = upstream_path(context, "base_model", partitioned=False)
-    limit = latest_materialization(context, "base_model", None).metadata.get("context_length")
-    settings, clamped = effective_config(requested, limit.value if limit is not None else None)
-    if clamped:
-        context.log.warning(f"domain {domain!r}: {clamped}")
-    tokenizer = load_tokenizer(base_dir)
+    settings, clamped = _within_context_length(context, requested)
+    tokenizer = load_tokenizer(upstream_path(context, "base_model", partitioned=False))
     fmt = chat_format(tokenizer)
     try:
         tokenized = tokenize_corpus(clean, tokenizer, settings, fmt)
@@ -62,23 +58,11 @@ def training_dataset(context: dg.AssetExecutionContext, config: TokenizationRunC
         tokenized.eval.save_to_disk(str(staging / "eval"))
         tokenized.rejected.write_parquet(staging / "rejected.parquet")
     stats = tokenized.stats
-    trip = round_trip(clean, tokenizer, settings, fmt)
     if stats["rows_rejected"]:
         context.log.warning(f"domain {domain!r}: {stats['rows_rejected']} of {stats['rows']} rows yield nothing to learn; "
                             f"kept with their reason in {location / 'rejected.parquet'}")
-    checks = [
-        *check_results(context, "training_dataset", run_dataset_checks(tokenized.profile, settings)),
-        dg.AssetCheckResult(
-            check_name="chat_template_round_trip",
-            passed=not trip.failures,
-            severity=dg.AssetCheckSeverity.ERROR,
-            description=f"{trip.checked - len(trip.failures)} of {trip.checked} sampled chat examples supervise exactly "
-            "their answers and end-of-turn tokens" + (f"; first failure {trip.failures[0]}" if trip.failures else "")
-            + (f"; the tokenizer does not decode {len(trip.text_changes)} back verbatim (its own normalisation, "
-               f"the same when served): {trip.text_changes[0]}" if trip.text_changes else ""),
-            metadata={"failures": dg.MetadataValue.json(trip.failures[:10]), "text_changes": dg.MetadataValue.json(trip.text_changes[:10])},
-        ),
-    ]
+    checks = [*check_results(context, "training_dataset", run_dataset_checks(tokenized.profile, settings)),
+              _round_trip_check(round_trip(clean, tokenizer, settings, fmt))]
     metadata = {
         "path": dg.MetadataValue.path(str(location)), **stats,
         "truncated_share": stats["truncated_examples"] / max(stats["train_examples"] + stats["eval_examples"], 1),
@@ -87,6 +71,28 @@ def training_dataset(context: dg.AssetExecutionContext, config: TokenizationRunC
         "settings": dg.MetadataValue.json(settings.model_dump() | ({"max_seq_len_clamped": clamped} if clamped else {})),
     }
     return published(metadata, version, checks)
+
+
+def _within_context_length(context: dg.AssetExecutionContext, requested: TokenizationConfig) -> tuple[TokenizationConfig, str | None]:
+    """The settings with max_seq_len clamped to the context length base_model recorded (and the warning)."""
+    limit = latest_materialization(context, "base_model", None).metadata.get("context_length")
+    settings, clamped = effective_config(requested, limit.value if limit is not None else None)
+    if clamped:
+        context.log.warning(f"domain {context.partition_key!r}: {clamped}")
+    return settings, clamped
+
+
+def _round_trip_check(trip: RoundTrip) -> dg.AssetCheckResult:
+    changes = (f"; the tokenizer does not decode {len(trip.text_changes)} back verbatim (its own normalisation, the same "
+               f"when served): {trip.text_changes[0]}" if trip.text_changes else "")
+    return dg.AssetCheckResult(
+        check_name="chat_template_round_trip",
+        passed=not trip.failures,
+        severity=dg.AssetCheckSeverity.ERROR,
+        description=f"{trip.checked - len(trip.failures)} of {trip.checked} sampled chat examples supervise exactly their "
+        "answers and end-of-turn tokens" + (f"; first failure {trip.failures[0]}" if trip.failures else "") + changes,
+        metadata={"failures": dg.MetadataValue.json(trip.failures[:10]), "text_changes": dg.MetadataValue.json(trip.text_changes[:10])},
+    )
 
 
 def _rejections_table(rejected: pl.DataFrame) -> dg.MetadataValue:
