@@ -59,10 +59,10 @@ def encode_chat(tokenizer: Any, fmt: ChatFormat, roles: list[str], contents: lis
     """One or more examples from a conversation, or the reason it has none."""
     messages = [{"role": r, "content": c} for r, c in zip(roles, contents)]
     if fmt.control_tokens is not None:
-        for message in messages:
+        for number, message in enumerate(messages, 1):
             if hit := fmt.control_tokens.search(message["content"]):
                 # It would be encoded as the real control token and fake a turn boundary.
-                return EncodedRow(rejected=f"a {message['role']} turn contains the tokenizer's control token {hit.group()!r}")
+                return EncodedRow(rejected=f"turn {number} ({message['role']}) contains the tokenizer's control token {hit.group()!r}")
     try:
         whole, folded = render_row(tokenizer, fmt, messages)
     except TemplateRefused as error:
