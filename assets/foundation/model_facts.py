@@ -73,6 +73,15 @@ def check_native_architecture(config: dict[str, Any], where: str) -> None:
             + f". {NO_REMOTE_CODE}: pick a base model with a native architecture (or a "
             "conversion of this one to it)."
         )
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+    if model_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
+        # An encoder (BERT-like without a LM head), encoder-decoder (T5) or vision model: it would
+        # only fail later, at the first AutoModelForCausalLM load in training.
+        raise ValueError(
+            f"{where} has model_type {model_type!r}, which transformers has no causal language model "
+            "class for (AutoModelForCausalLM); loraline fine-tunes decoder-only causal LMs"
+        )
 
 
 def model_facts(directory: Path) -> ModelFacts:

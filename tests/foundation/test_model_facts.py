@@ -46,6 +46,12 @@ def test_unknown_model_type_with_auto_map_names_the_custom_code(model_copy):
     assert "modeling_mymodel.MyForCausalLM" in str(raised.value) and "trust_remote_code" in str(raised.value)
 
 
+def test_a_model_type_without_a_causal_lm_class_is_refused(model_copy):
+    edit_config(model_copy, model_type="t5")
+    with pytest.raises(ValueError, match="model_type 't5', which transformers has no causal language model class for"):
+        check_native_architecture(read_config(model_copy), str(model_copy / "config.json"))
+
+
 def test_config_without_model_type_is_refused(model_copy):
     edit_config(model_copy, model_type=None)
     with pytest.raises(ValueError, match="has no model_type") as raised:
