@@ -107,7 +107,8 @@ def _progress(total: int, label: str):
 
 
 def run_loraline(rows: Path, out: Path) -> dict:
-    from assets.quality.cleaning import CleaningConfig, clean_parquet
+    from assets.quality.cleaning import clean_parquet
+    from assets.settings.cleaning import CleaningConfig
 
     summary = clean_parquet(rows, out / "clean.parquet", out / "filtered.parquet", CleaningConfig())
     import polars as pl
@@ -126,7 +127,7 @@ def run_pandas(rows: Path, out: Path) -> dict:
 
     import pandas as pd
 
-    from assets.quality.cleaning_config import CleaningConfig
+    from assets.settings.cleaning import CleaningConfig
     from assets.quality.near_dups import cluster_signatures
 
     config = CleaningConfig()

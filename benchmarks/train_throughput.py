@@ -104,7 +104,7 @@ def run_contender(name: str, workdir: Path, steps: int, batch_size: int, device:
     import torch
     from datasets import load_from_disk
 
-    from assets.training.config import QLoraConfig
+    from assets.settings.training import QLoraConfig
     from assets.training.recipe import build_model, train_qlora
 
     data = load_from_disk(str(workdir / "train"))

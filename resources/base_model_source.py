@@ -5,7 +5,7 @@ import os
 import dagster as dg
 from pydantic import Field
 
-from assets.foundation.resolve import BaseModelSpec, parse_base_model_spec
+from assets.settings.base_model import BaseModelSpec, parse_base_model_spec
 
 DEFAULT_BASE_MODEL = "builtin:tiny-llama"
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("", "0", "false", "no", "off")

@@ -6,7 +6,7 @@ from pathlib import Path
 import dagster as dg
 from pydantic import BaseModel, Field
 
-from assets.common.domain_settings import SECTIONS, SETTINGS_FILE, DomainSettingsError, effective_config, load_domain_settings
+from assets.settings.domain_file import SECTIONS, DomainSettingsError, effective_config, load_domain_folder_settings
 from assets.common.domains import InvalidDomainKey, validate_domain_key
 
 DEFAULT_LANDING_DIR = "data/landing"
@@ -36,9 +36,9 @@ class LandingZone(dg.ConfigurableResource):
         return self.root_path() / validate_domain_key(domain)
 
     def domain_settings(self, domain: str) -> dict[str, dict]:
-        """The validated sections of the domain's domain.yaml ({} without one)."""
+        """The validated sections of the domain's domain.yaml or domain.yml ({} without one)."""
         try:
-            return load_domain_settings(self.domain_dir(domain) / SETTINGS_FILE)
+            return load_domain_folder_settings(self.domain_dir(domain))
         except DomainSettingsError as error:
             raise dg.Failure(f"domain {domain!r}: {error}") from error
 

@@ -11,7 +11,7 @@ signature (names, sizes, modification times) is kept beside it, so an idle tick 
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from assets.common.domain_settings import SETTINGS_FILE
+from assets.settings.domain_file import SETTINGS_NAMES, settings_files
 from assets.common.hashing import files_fingerprint, json_fingerprint
 from assets.corpora.readers import list_domain_files
 
@@ -35,10 +35,9 @@ class LandingPlan:
 
 
 def landing_files(folder: Path) -> dict[str, Path]:
-    """The files that decide a domain's result: its data files and its domain.yaml."""
+    """The files that decide a domain's result: its data files and its domain.yaml / domain.yml."""
     files = {p.relative_to(folder).as_posix(): p for p in list_domain_files(folder)}
-    if (folder / SETTINGS_FILE).is_file():
-        files[SETTINGS_FILE] = folder / SETTINGS_FILE
+    files.update({path.name: path for path in settings_files(folder)})
     return files
 
 
@@ -55,7 +54,7 @@ def scan_domain(domain: str, folder: Path, settle_seconds: float, now: float, pr
         stats[name] = (stat.st_size, stat.st_mtime_ns)
     signature = json_fingerprint(stats)[:KEY_CHARS]
     unsettled = sorted(name for name, (_, mtime) in stats.items() if now - mtime / 1e9 < settle_seconds)
-    data_files = [name for name in files if name != SETTINGS_FILE]
+    data_files = [name for name in files if name not in SETTINGS_NAMES]
     if unsettled or not data_files:
         return DomainScan(domain, signature, None, unsettled)
     if previous and previous[0] == signature:

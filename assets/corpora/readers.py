@@ -30,9 +30,9 @@ from assets.corpora.decoding import (
     undecodable_line, utf8_stream,
 )
 from assets.corpora.records import parse_record
+from assets.settings.domain_file import SETTINGS_NAMES
 
 SUPPORTED_SUFFIXES = (".jsonl", ".json", ".parquet", ".csv", ".txt")
-SETTINGS_NAMES = ("domain.yaml", "domain.yml")
 # One record (a .jsonl line, a .csv row, a .json element, a .txt file, a parquet row's text) may
 # not exceed this. Read at call time, so tests can lower it.
 MAX_RECORD_BYTES = 16 * 2**20

@@ -7,7 +7,8 @@ import dagster as dg
 
 from assets.common.atomic import atomic_directory
 from assets.evaluation.leaderboard import cross_domain_losses, forgetting_markdown, leaderboard_markdown
-from assets.evaluation.metrics import EvaluationConfig, evaluate_adapter, generations_markdown
+from assets.evaluation.metrics import evaluate_adapter, generations_markdown
+from assets.settings.evaluation import EvaluationConfig
 from assets.partitions import domain_partitions
 from resources.compute import ComputeSettings
 from resources.landing import LandingZone

@@ -17,26 +17,12 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 from assets.common.atomic import atomic_directory
 from assets.common.hashing import directory_fingerprint
 from assets.foundation.model_facts import check_native_architecture, read_config
 from assets.foundation.model_files import publish_model_copy, select_model_files
-
-BUILTIN_MODELS = ("tiny-llama",)
-
-
-@dataclass(frozen=True)
-class BaseModelSpec:
-    source: Literal["builtin", "local", "hub"]
-    name: str  # builtin name, absolute directory, or hub repo id
-    revision: str | None = None
-
-    @property
-    def display(self) -> str:
-        prefix = {"builtin": "builtin:", "local": "", "hub": ""}[self.source]
-        return f"{prefix}{self.name}" + (f"@{self.revision}" if self.revision else "")
+from assets.settings.base_model import BaseModelSpec
 
 
 @dataclass(frozen=True)
@@ -49,26 +35,6 @@ class ResolvedBaseModel:
     bytes: int = 0  # their total size
     converted_from_pickle: bool = False  # weights were pytorch_model*.bin, now safetensors in `path`
     skipped: tuple[str, ...] = ()  # top-level names of the source that were not copied
-
-
-def parse_base_model_spec(spec: str) -> BaseModelSpec:
-    spec = spec.strip()
-    if not spec:
-        raise ValueError("the base model is empty; use builtin:tiny-llama, a local directory or a hub id")
-    if spec.startswith("builtin:"):
-        name = spec.removeprefix("builtin:")
-        if name not in BUILTIN_MODELS:
-            raise ValueError(f"unknown built-in model {name!r}; built-ins: {', '.join(BUILTIN_MODELS)}")
-        return BaseModelSpec("builtin", name)
-    path = Path(spec).expanduser()
-    if path.exists() or spec.startswith((".", "/", "~")):
-        if not (path / "config.json").is_file():
-            raise ValueError(f"base model directory {path} has no config.json (not a Hugging Face model directory)")
-        return BaseModelSpec("local", str(path.resolve()))
-    repo, _, revision = spec.partition("@")
-    if repo.count("/") != 1:
-        raise ValueError(f"base model {spec!r} is neither an existing directory nor a hub id like 'org/name[@revision]'")
-    return BaseModelSpec("hub", repo, revision or None)
 
 
 def resolve_base_model(

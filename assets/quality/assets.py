@@ -8,7 +8,8 @@ import polars as pl
 from assets.common.atomic import atomic_directory
 from assets.partitions import domain_partitions
 from assets.quality.checks import check_results
-from assets.quality.cleaning import CleaningConfig, CleaningSummary, clean_parquet
+from assets.quality.cleaning import CleaningSummary, clean_parquet
+from assets.settings.cleaning import CleaningConfig
 from assets.quality.expectations import CHECKS, run_corpus_checks
 from assets.quality.rejections import collect_rejections, reason_counts, reconcile
 from resources.landing import LandingZone

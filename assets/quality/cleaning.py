@@ -26,12 +26,12 @@ import polars as pl
 import pyarrow.parquet as pq
 
 from assets.common.memory import return_freed_memory
-from assets.quality.cleaning_config import FILTERS, CleaningConfig
+from assets.settings.cleaning import FILTERS, CleaningConfig
 from assets.quality.language import language_column
 from assets.quality.near_dups import cluster_signatures, signatures
 from assets.quality.pii import scrub
 
-__all__ = ["FILTERS", "CleaningConfig", "CleaningResult", "CleaningSummary", "clean_corpus", "clean_parquet", "content_hash", "record_key"]
+__all__ = ["CleaningResult", "CleaningSummary", "clean_corpus", "clean_parquet", "content_hash", "record_key"]
 
 # C0 control characters except tab and newline, DEL, and the C1 block: they carry no meaning in
 # training text and some tokenizers map them to unknown tokens.

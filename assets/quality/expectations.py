@@ -7,7 +7,7 @@ It runs over the clean rows' profile (`cleaning.PROFILE_COLUMNS`) plus one row p
 
 import polars as pl
 
-from assets.quality.cleaning_config import CleaningConfig
+from assets.settings.cleaning import CleaningConfig
 from assets.quality.suites import CheckOutcome, Expect, validate
 
 # name -> what passing means; the wrapper declares one blocking check per name.

@@ -8,7 +8,8 @@ import dagster as dg
 from assets.common.atomic import atomic_directory
 from assets.common.versions import library_versions
 from assets.partitions import domain_partitions
-from assets.release.merging import MergeConfig, merge_adapter
+from assets.release.merging import merge_adapter
+from assets.settings.merge import MergeConfig
 from assets.release.model_card import render_model_card
 from resources.compute import ComputeSettings
 from resources.landing import LandingZone

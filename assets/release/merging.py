@@ -7,31 +7,13 @@ the merged model reloaded from disk, on eval tokens, and records the largest log
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
-
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Any
 
 from assets.evaluation.metrics import supervised_loss
+from assets.settings.merge import MergeConfig
 from assets.tokenization.chat_format import chat_format
 from assets.training.collate import pad_batch
 from assets.training.loading import load_full_precision_base, load_tokenizer
-
-
-class MergeConfig(BaseModel):
-    """How the merged model is built and checked."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    dtype: Literal["float32", "bfloat16", "float16"] = Field(
-        "float32", description="dtype of the saved merged weights. float32 is exact; bf16 halves the size."
-    )
-    parity_tolerance: float = Field(
-        1e-3,
-        gt=0,
-        description="Largest allowed |logit difference| between merged and adapter-on-base. float32 "
-        "merges land near 1e-5; loosen to ~0.1 for bf16/fp16.",
-    )
-    parity_examples: int = Field(8, ge=1, description="Eval examples used for the parity check.")
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,8 @@ from assets.partitions import domain_partitions
 from assets.quality.checks import check_results
 from assets.tokenization.chat_format import chat_format
 from assets.tokenization.expectations import CHECKS, run_dataset_checks
-from assets.tokenization.tokenizing import RoundTrip, TokenizationConfig, effective_config, round_trip, tokenize_corpus
+from assets.tokenization.tokenizing import RoundTrip, effective_config, round_trip, tokenize_corpus
+from assets.settings.tokenization import TokenizationConfig
 from assets.training.loading import load_tokenizer
 from resources.landing import LandingZone
 from resources.lineage import latest_materialization, logical_version, published, require_passed_checks, reuse_if_unchanged, upstream_path

@@ -10,7 +10,7 @@ and the share is what tells people max_seq_len is too small.
 import polars as pl
 
 from assets.quality.suites import CheckOutcome, Expect, validate
-from assets.tokenization.tokenizing import TokenizationConfig
+from assets.settings.tokenization import TokenizationConfig
 
 CHECKS: dict[str, tuple[str, bool]] = {  # name -> (what passing means, blocking)
     "examples_supervised": ("The share of records left without a supervised (assistant/text) token, "

@@ -10,7 +10,7 @@ import dagster as dg
 
 from assets.common.atomic import atomic_directory
 from assets.partitions import domain_partitions
-from assets.training.config import QLoraConfig
+from assets.settings.training import QLoraConfig
 from assets.training.curve import loss_curve_markdown
 from assets.training.recipe import train_qlora
 from assets.training.worker import error_path, read_request, write_request

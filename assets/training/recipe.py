@@ -27,7 +27,7 @@ from typing import Any
 
 from assets.tokenization.chat_format import FALLBACK_CHAT_TEMPLATE
 from assets.training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
-from assets.training.config import QLoraConfig
+from assets.settings.training import QLoraConfig
 from assets.training.loading import load_quantized_base, load_tokenizer, pick_compute_dtype
 from assets.training.packing import choose_layout, collate_rows, pad_share_of, steps_for, supervised_tokens
 from assets.training.targets import TargetPlan, model_skeleton, resolve_targets

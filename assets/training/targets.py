@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-ALL_LINEAR = "all-linear"
+from assets.settings.training import ALL_LINEAR
+
 # bitsandbytes' CPU 4-bit kernel for inference (taken on CPUs with AVX512-BF16) packs weights in
 # tiles of 32 output rows and keeps one scale per 64 inputs: other shapes fail inside it
 # ("N must be divisible by block_n", a reshape error) after training succeeded.

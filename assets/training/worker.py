@@ -29,7 +29,7 @@ def run_request(request: dict[str, Any], log) -> dict[str, Any]:
     """Train as the request says; on process 0 also write the report JSON. Returns the report."""
     from datasets import load_from_disk
 
-    from assets.training.config import QLoraConfig
+    from assets.settings.training import QLoraConfig
     from assets.training.recipe import train_qlora
 
     try:

@@ -4,9 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from assets.common.domain_settings import DomainSettingsError, effective_config, load_domain_settings
-from assets.evaluation.metrics import EvaluationConfig
-from assets.training.config import QLoraConfig
+from assets.settings.domain_file import DomainSettingsError, effective_config, load_domain_settings
+from assets.settings.evaluation import EvaluationConfig
+from assets.settings.training import QLoraConfig
 
 
 def settings(tmp_path: Path, text: str) -> Path:
@@ -50,3 +50,14 @@ def test_precedence_defaults_then_yaml_then_launchpad_changes() -> None:
     config = effective_config(QLoraConfig, launchpad, {"lora_rank": 16, "epochs": 2})
     assert (config.lora_rank, config.epochs, config.learning_rate) == (16, 5, QLoraConfig().learning_rate)
     assert effective_config(EvaluationConfig, EvaluationConfig(), {}) == EvaluationConfig()
+
+
+def test_domain_yml_is_read_like_domain_yaml_and_both_is_an_error(tmp_path):
+    from assets.settings.domain_file import DomainSettingsError, load_domain_folder_settings
+
+    (tmp_path / "domain.yml").write_text("training: {lora_rank: 16}\n")
+    assert load_domain_folder_settings(tmp_path) == {"training": {"lora_rank": 16}}
+    (tmp_path / "domain.yaml").write_text("training: {lora_rank: 4}\n")
+    with pytest.raises(DomainSettingsError, match="holds both domain.yaml and domain.yml: keep one"):
+        load_domain_folder_settings(tmp_path)
+    assert load_domain_folder_settings(tmp_path / "missing") == {}

@@ -19,7 +19,8 @@ from tiny_models import model_copy, pickled_model, reference_logits, tiny_model 
 
 from assets.common.hashing import file_sha256
 from assets.foundation.hub import loading_files
-from assets.foundation.resolve import parse_base_model_spec, resolve_base_model
+from assets.foundation.resolve import resolve_base_model
+from assets.settings.base_model import parse_base_model_spec
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 REPO = "acme/tiny"

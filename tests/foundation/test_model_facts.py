@@ -7,7 +7,8 @@ import pytest
 from tiny_models import model_copy, tiny_model  # noqa: F401 (fixtures)
 
 from assets.foundation.model_facts import check_native_architecture, model_facts, read_config
-from assets.foundation.resolve import parse_base_model_spec, resolve_base_model
+from assets.foundation.resolve import resolve_base_model
+from assets.settings.base_model import parse_base_model_spec
 from assets.foundation.tiny_llama import BOS, EOS, PAD
 
 CUSTOM_AUTO_MAP = {"AutoConfig": "configuration_mymodel.MyConfig", "AutoModelForCausalLM": "modeling_mymodel.MyForCausalLM"}

@@ -5,12 +5,8 @@ import shutil
 import pytest
 
 from assets.common.hashing import directory_fingerprint
-from assets.foundation.resolve import (
-    BUILTIN_MODELS,
-    BaseModelSpec,
-    parse_base_model_spec,
-    resolve_base_model,
-)
+from assets.foundation.resolve import resolve_base_model
+from assets.settings.base_model import BUILTIN_MODELS, BaseModelSpec, parse_base_model_spec
 
 
 @pytest.fixture(autouse=True)

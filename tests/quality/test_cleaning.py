@@ -7,14 +7,8 @@ import pytest
 from pydantic import ValidationError
 
 from assets.corpora.readers import ROW_SCHEMA
-from assets.quality.cleaning import (
-    FILTERS,
-    CleaningConfig,
-    CleaningResult,
-    clean_corpus,
-    content_hash,
-    record_key,
-)
+from assets.quality.cleaning import CleaningResult, clean_corpus, content_hash, record_key
+from assets.settings.cleaning import FILTERS, CleaningConfig
 
 LONG_ENOUGH = "This sentence is comfortably long enough."  # > 20 characters, the default min_chars
 

@@ -7,7 +7,8 @@ tests share the outcomes of a few small validation runs (each run after the firs
 import polars as pl
 import pytest
 
-from assets.quality.cleaning import CleaningConfig, content_hash
+from assets.quality.cleaning import content_hash
+from assets.settings.cleaning import CleaningConfig
 from assets.quality.expectations import CHECKS, run_corpus_checks
 from assets.quality.suites import CheckOutcome, _short
 

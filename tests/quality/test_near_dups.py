@@ -5,7 +5,8 @@ import random
 import polars as pl
 
 from assets.corpora.readers import ROW_SCHEMA
-from assets.quality.cleaning import CleaningConfig, clean_corpus
+from assets.quality.cleaning import clean_corpus
+from assets.settings.cleaning import CleaningConfig
 from assets.quality.near_dups import band_layout, find_near_duplicates, signatures
 from assets.tokenization.tokenizing import split_of
 

@@ -4,7 +4,8 @@ import polars as pl
 import pytest
 
 from assets.corpora.readers import ROW_SCHEMA
-from assets.quality.cleaning import CleaningConfig, clean_corpus
+from assets.quality.cleaning import clean_corpus
+from assets.settings.cleaning import CleaningConfig
 from assets.quality.language import identify
 from assets.quality.pii import scrub
 

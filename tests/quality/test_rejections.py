@@ -3,7 +3,8 @@
 import polars as pl
 
 from assets.corpora.readers import QUARANTINE_SCHEMA, ROW_SCHEMA
-from assets.quality.cleaning import CleaningConfig, clean_corpus
+from assets.quality.cleaning import clean_corpus
+from assets.settings.cleaning import CleaningConfig
 from assets.quality.rejections import collect_rejections, reason_counts, reconcile
 
 

@@ -6,7 +6,8 @@ from pathlib import Path
 import polars as pl
 
 from assets.corpora.readers import ROW_SCHEMA
-from assets.quality.cleaning import CleaningConfig, clean_corpus, clean_parquet
+from assets.quality.cleaning import clean_corpus, clean_parquet
+from assets.settings.cleaning import CleaningConfig
 
 WORDS = "amber basalt cobalt dune ember fjord garnet harbor indigo jasper kelp lagoon mesa nectar onyx".split()
 

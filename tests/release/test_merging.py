@@ -6,9 +6,11 @@ import datasets
 import pytest
 import torch
 
-from assets.release.merging import MergeConfig, merge_adapter
+from assets.release.merging import merge_adapter
+from assets.settings.merge import MergeConfig
 from assets.training.collate import pad_batch
-from assets.training.targets import ALL_LINEAR, model_skeleton, resolve_targets
+from assets.training.targets import model_skeleton, resolve_targets
+from assets.settings.training import ALL_LINEAR
 from assets.training.loading import load_full_precision_base, load_tokenizer
 from numerics import bf16_tolerance
 

@@ -4,7 +4,7 @@ import polars as pl
 import pytest
 
 from assets.tokenization.expectations import CHECKS, run_dataset_checks
-from assets.tokenization.tokenizing import TokenizationConfig
+from assets.settings.tokenization import TokenizationConfig
 
 CONFIG = TokenizationConfig(max_seq_len=64, max_truncated_share=0.25)
 

@@ -8,7 +8,8 @@ from assets.foundation.tiny_llama import build_tokenizer
 from assets.quality.cleaning import content_hash
 from assets.tokenization.chat_format import chat_format
 from assets.tokenization.formatting import round_trip_mismatch, text_difference
-from assets.tokenization.tokenizing import RoundTrip, TokenizationConfig, round_trip
+from assets.tokenization.tokenizing import RoundTrip, round_trip
+from assets.settings.tokenization import TokenizationConfig
 
 CHAT = (["system", "user", "assistant"], ["Be brief.", "How do I reset my router?", "Hold the reset button for 10 s."])
 

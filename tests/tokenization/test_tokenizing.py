@@ -8,7 +8,8 @@ from assets.foundation.tiny_llama import build_tokenizer
 from assets.quality.cleaning import content_hash
 from assets.tokenization.chat_format import chat_format
 from assets.tokenization.formatting import IGNORE_INDEX, encode_record
-from assets.tokenization.tokenizing import TokenizationConfig, effective_config, split_of, tokenize_corpus
+from assets.tokenization.tokenizing import effective_config, split_of, tokenize_corpus
+from assets.settings.tokenization import TokenizationConfig
 
 SALT = "loraline-split-v1"
 

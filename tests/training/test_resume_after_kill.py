@@ -11,7 +11,7 @@ import pytest
 from safetensors.torch import load_file
 
 from assets.training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
-from assets.training.config import QLoraConfig
+from assets.settings.training import QLoraConfig
 from assets.training.recipe import train_qlora
 from assets.training.worker import write_request
 from conftest import toy_dataset

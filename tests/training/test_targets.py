@@ -4,8 +4,9 @@ transformers architectures with their own module names."""
 import pytest
 import torch
 
-from assets.training.config import QLoraConfig
-from assets.training.targets import ALL_LINEAR, linear_layers, output_head_name, resolve_targets, unquantizable
+from assets.settings.training import QLoraConfig
+from assets.training.targets import linear_layers, output_head_name, resolve_targets, unquantizable
+from assets.settings.training import ALL_LINEAR
 
 
 def skeleton(config):

@@ -7,7 +7,7 @@ import torch
 from safetensors.torch import load_file
 
 from assets.tokenization.formatting import IGNORE_INDEX
-from assets.training.config import QLoraConfig
+from assets.settings.training import QLoraConfig
 from assets.training.packing import collate_rows, supervised_tokens
 from assets.training.recipe import DatasetTooSmall, NonFiniteLoss, build_model, micro_batch_loss, train_qlora
 from conftest import toy_dataset

@@ -1,10 +1,12 @@
-"""Typed settings of a QLoRA run: quantisation, LoRA and the optimiser, with their trade-offs."""
+"""Typed settings of `qlora_adapter` (domain.yaml section `training`): quantisation, LoRA and the
+optimiser, with their trade-offs."""
 
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from assets.training.targets import ALL_LINEAR
+# target_modules value meaning every linear projection but the output head (peft's name for it).
+ALL_LINEAR = "all-linear"
 
 
 class QLoraConfig(BaseModel):

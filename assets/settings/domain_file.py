@@ -19,13 +19,14 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from assets.evaluation.metrics import EvaluationConfig
-from assets.quality.cleaning_config import CleaningConfig
-from assets.release.merging import MergeConfig
-from assets.tokenization.tokenizing import TokenizationConfig
-from assets.training.config import QLoraConfig
+from assets.settings.evaluation import EvaluationConfig
+from assets.settings.cleaning import CleaningConfig
+from assets.settings.merge import MergeConfig
+from assets.settings.tokenization import TokenizationConfig
+from assets.settings.training import QLoraConfig
 
-SETTINGS_FILE = "domain.yaml"
+# A domain's settings file, under either name YAML users write; the reader never treats it as data.
+SETTINGS_NAMES = ("domain.yaml", "domain.yml")
 SECTIONS: dict[str, type[BaseModel]] = {
     "cleaning": CleaningConfig,
     "tokenization": TokenizationConfig,
@@ -38,6 +39,19 @@ Config = TypeVar("Config", bound=BaseModel)
 
 class DomainSettingsError(ValueError):
     """A domain.yaml that cannot be used; the message names the file, key and line."""
+
+
+def settings_files(domain_dir: Path) -> list[Path]:
+    """The settings files present in a domain's folder (at most one is allowed)."""
+    return [domain_dir / name for name in SETTINGS_NAMES if (domain_dir / name).is_file()]
+
+
+def load_domain_folder_settings(domain_dir: Path) -> dict[str, dict[str, Any]]:
+    """The validated sections of the domain's domain.yaml or domain.yml; {} with neither; both is an error."""
+    found = settings_files(domain_dir)
+    if len(found) > 1:
+        raise DomainSettingsError(f"{domain_dir} holds both {found[0].name} and {found[1].name}: keep one, so it is clear which applies")
+    return load_domain_settings(found[0]) if found else {}
 
 
 def load_domain_settings(path: Path) -> dict[str, dict[str, Any]]:
