@@ -122,7 +122,7 @@ def run_contender(name: str, workdir: Path, steps: int, batch_size: int, device:
             from peft import LoraConfig, get_peft_model
             from transformers import AutoModelForCausalLM
 
-            from assets.training.targets import model_skeleton, resolve_targets
+            from assets.models.targets import model_skeleton, resolve_targets
 
             base = AutoModelForCausalLM.from_pretrained(workdir / "base", dtype=torch.bfloat16, device_map={"": device})
             targets = resolve_targets(model_skeleton(workdir / "base"), list(config.target_modules)).targets
@@ -149,7 +149,7 @@ def _torch_loop(model, batches, rows, config, device) -> dict:
     import torch
     from transformers import get_scheduler
 
-    from assets.training.collate import pad_batch
+    from assets.models.batches import pad_batch
 
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=config.learning_rate)
@@ -172,7 +172,7 @@ def _trainer(model, data, steps, config, device) -> dict:
     """transformers' Trainer with its defaults: random sampler, padding to the longest in a batch."""
     from transformers import Trainer, TrainingArguments
 
-    from assets.training.collate import pad_batch
+    from assets.models.batches import pad_batch
 
     seen = {"real": 0, "computed": 0}
 

@@ -5,7 +5,7 @@ from typing import Literal
 import dagster as dg
 from pydantic import Field
 
-from assets.training.loading import pick_device
+from assets.models.loading import pick_device
 
 
 class ComputeSettings(dg.ConfigurableResource):

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from assets.training.loading import AUTO_DTYPE_VARIABLE, AUTO_DTYPES, cpu_flags, forced_auto_dtype, pick_compute_dtype
+from assets.models.loading import AUTO_DTYPE_VARIABLE, AUTO_DTYPES, cpu_flags, forced_auto_dtype, pick_compute_dtype
 
 TESTS = Path(__file__).resolve().parent
 TIERS = ("unit", "integration", "ui", "matrix")

@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from assets.settings.evaluation import EvaluationConfig
-from assets.tokenization.formatting import IGNORE_INDEX
-from assets.training.collate import pad_batch
-from assets.training.loading import load_quantized_base, load_tokenizer, pick_compute_dtype
+from assets.models.batches import IGNORE_INDEX
+from assets.models.batches import pad_batch
+from assets.models.loading import load_quantized_base, load_tokenizer, pick_compute_dtype
 
 
 @dataclass(frozen=True)
@@ -30,29 +30,6 @@ class EvaluationReport:
     @property
     def perplexity_adapter(self) -> float:
         return math.exp(self.eval_loss_adapter)
-
-
-def supervised_loss(model: Any, dataset: Any, pad_token_id: int, batch_size: int, device: str) -> tuple[float, int]:
-    """Mean next-token cross-entropy over supervised positions, and how many positions were scored."""
-    import torch
-    import torch.nn.functional as F
-
-    total, count = 0.0, 0
-    rows = dataset.select_columns(["input_ids", "labels"])
-    model.eval()
-    with torch.no_grad():
-        for start in range(0, len(rows), batch_size):
-            batch = pad_batch(list(rows.select(range(start, min(start + batch_size, len(rows))))), pad_token_id)
-            batch = {k: v.to(device) for k, v in batch.items()}
-            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-            # position t predicts token t+1: logits (B, T-1, V) against labels (B, T-1)
-            shifted = logits[:, :-1].float().reshape(-1, logits.shape[-1])
-            targets = batch["labels"][:, 1:].reshape(-1)
-            total += F.cross_entropy(shifted, targets, ignore_index=IGNORE_INDEX, reduction="sum").item()
-            count += int((targets != IGNORE_INDEX).sum())
-    if count == 0:
-        raise ValueError("the eval split has no supervised token to score")
-    return total / count, count
 
 
 def evaluate_adapter(base_dir: Path, adapter_dir: Path, eval_dataset: Any, config: EvaluationConfig, device: str) -> EvaluationReport:
@@ -73,7 +50,7 @@ def side_by_side(model: Any, tokenizer: Any, eval_dataset: Any, config: Evaluati
     """Greedy completions of the first eval prompts, base (adapter off) next to adapter."""
     import torch
 
-    from assets.tokenization.chat_format import chat_format
+    from assets.models.chat_format import chat_format
 
     # Stop at the template's end-of-turn token as well as EOS, as a chat model is served.
     stop = chat_format(tokenizer).stop_token_ids(tokenizer.eos_token_id)

@@ -7,7 +7,7 @@ import polars as pl
 
 from assets.common.atomic import atomic_directory
 from assets.partitions import domain_partitions
-from assets.quality.checks import check_results
+from assets.expectations.checks import check_results
 from assets.quality.cleaning import CleaningSummary, clean_parquet
 from assets.settings.cleaning import CleaningConfig
 from assets.quality.expectations import CHECKS, run_corpus_checks

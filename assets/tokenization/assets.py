@@ -5,12 +5,12 @@ import polars as pl
 
 from assets.common.atomic import atomic_directory
 from assets.partitions import domain_partitions
-from assets.quality.checks import check_results
-from assets.tokenization.chat_format import chat_format
+from assets.expectations.checks import check_results
+from assets.models.chat_format import chat_format
 from assets.tokenization.expectations import CHECKS, run_dataset_checks
 from assets.tokenization.tokenizing import RoundTrip, effective_config, round_trip, tokenize_corpus
 from assets.settings.tokenization import TokenizationConfig
-from assets.training.loading import load_tokenizer
+from assets.models.loading import load_tokenizer
 from resources.landing import LandingZone
 from resources.lineage import latest_materialization, logical_version, published, require_passed_checks, reuse_if_unchanged, upstream_path
 from resources.storage import ArtifactStore

@@ -9,7 +9,7 @@ and the share is what tells people max_seq_len is too small.
 
 import polars as pl
 
-from assets.quality.suites import CheckOutcome, Expect, validate
+from assets.expectations.suites import CheckOutcome, Expect, validate
 from assets.settings.tokenization import TokenizationConfig
 
 CHECKS: dict[str, tuple[str, bool]] = {  # name -> (what passing means, blocking)

@@ -11,9 +11,9 @@ long is cut, and a row left with nothing to learn says why (it is quarantined, n
 from dataclasses import dataclass, field
 from typing import Any
 
-from assets.tokenization.chat_format import ChatFormat, TemplateRefused, fold_system, render_with_spans, supervise_spans
+from assets.models.batches import IGNORE_INDEX, count_supervised
+from assets.models.chat_format import ChatFormat, TemplateRefused, fold_system, render_with_spans, supervise_spans
 
-IGNORE_INDEX = -100  # the label value PyTorch's cross-entropy skips
 
 
 @dataclass(frozen=True)
@@ -24,8 +24,7 @@ class Example:
 
     @property
     def supervised_tokens(self) -> int:
-        # The model predicts token t+1 from tokens <= t, so the first label never counts.
-        return sum(label != IGNORE_INDEX for label in self.labels[1:])
+        return count_supervised(self.labels)
 
 
 @dataclass(frozen=True)

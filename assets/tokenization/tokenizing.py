@@ -12,7 +12,8 @@ from typing import Any
 import polars as pl
 
 from assets.settings.tokenization import TokenizationConfig
-from assets.tokenization.chat_format import ChatFormat, chat_format
+from assets.models.batches import count_supervised
+from assets.models.chat_format import ChatFormat, chat_format
 from assets.tokenization.formatting import encode_record, round_trip_mismatch, text_difference
 
 _QUANTILES = (0.5, 0.9, 0.99)
@@ -103,7 +104,7 @@ def tokenize_corpus(clean: pl.DataFrame, tokenizer: Any, config: TokenizationCon
 def _stats(columns: dict, rows: int, rejected: int, counts: dict[str, int]) -> dict:
     lengths = pl.Series(columns["train"]["length"] + columns["eval"]["length"], dtype=pl.Int64)
     supervised = {
-        split: sum(sum(label != -100 for label in labels[1:]) for labels in columns[split]["labels"])
+        split: sum(count_supervised(labels) for labels in columns[split]["labels"])
         for split in columns
     }
     stats: dict[str, float | int] = {

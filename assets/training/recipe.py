@@ -25,12 +25,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from assets.tokenization.chat_format import FALLBACK_CHAT_TEMPLATE
+from assets.models.chat_format import FALLBACK_CHAT_TEMPLATE
 from assets.training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from assets.settings.training import QLoraConfig
-from assets.training.loading import load_quantized_base, load_tokenizer, pick_compute_dtype
-from assets.training.packing import choose_layout, collate_rows, pad_share_of, steps_for, supervised_tokens
-from assets.training.targets import TargetPlan, model_skeleton, resolve_targets
+from assets.models.loading import load_quantized_base, load_tokenizer, pick_compute_dtype
+from assets.training.packing import choose_layout, pad_share_of, steps_for
+from assets.models.batches import collate_rows, supervised_tokens
+from assets.models.targets import TargetPlan, model_skeleton, resolve_targets
 
 
 @dataclass(frozen=True)

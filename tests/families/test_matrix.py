@@ -24,7 +24,7 @@ from assets.foundation.assets import base_model
 from assets.quality.assets import clean_corpus
 from assets.release.assets import merged_model
 from assets.tokenization.assets import training_dataset
-from assets.tokenization.chat_format import FALLBACK_CHAT_TEMPLATE
+from assets.models.chat_format import FALLBACK_CHAT_TEMPLATE
 from assets.tokenization.formatting import supervised_runs
 from assets.training.assets import qlora_adapter
 from pipelines.environment import resources_for

@@ -10,7 +10,7 @@ import pytest
 from assets.quality.cleaning import content_hash
 from assets.settings.cleaning import CleaningConfig
 from assets.quality.expectations import CHECKS, run_corpus_checks
-from assets.quality.suites import CheckOutcome, _short
+from assets.expectations.suites import CheckOutcome, _short
 
 CONFIG = CleaningConfig(min_chars=10, max_chars=100, min_rows=3)
 MIN_CHARS, MAX_CHARS = CONFIG.min_chars, CONFIG.max_chars

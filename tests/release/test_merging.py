@@ -8,10 +8,10 @@ import torch
 
 from assets.release.merging import merge_adapter
 from assets.settings.merge import MergeConfig
-from assets.training.collate import pad_batch
-from assets.training.targets import model_skeleton, resolve_targets
+from assets.models.batches import pad_batch
+from assets.models.targets import model_skeleton, resolve_targets
 from assets.settings.training import ALL_LINEAR
-from assets.training.loading import load_full_precision_base, load_tokenizer
+from assets.models.loading import load_full_precision_base, load_tokenizer
 from numerics import bf16_tolerance
 
 

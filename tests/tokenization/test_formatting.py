@@ -6,8 +6,9 @@ import pytest
 
 from assets.foundation.tiny_llama import BOS, EOS, build_tokenizer
 from assets.tokenization import formatting
-from assets.tokenization.chat_format import FALLBACK_CHAT_TEMPLATE, TEMPLATE_DATE, chat_format, fold_system, render_with_spans
-from assets.tokenization.formatting import IGNORE_INDEX, Example, encode_record, encode_text, round_trip_mismatch, supervised_runs
+from assets.models.chat_format import FALLBACK_CHAT_TEMPLATE, TEMPLATE_DATE, chat_format, fold_system, render_with_spans
+from assets.tokenization.formatting import Example, encode_record, encode_text, round_trip_mismatch, supervised_runs
+from assets.models.batches import IGNORE_INDEX
 
 REVERSED_TEMPLATE = (
     "{% for m in messages | reverse %}{{ m['role'] }}: {{ m['content'] }}<|end|>\n{% endfor %}"

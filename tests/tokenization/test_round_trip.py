@@ -6,7 +6,7 @@ from transformers import PreTrainedTokenizerFast
 
 from assets.foundation.tiny_llama import build_tokenizer
 from assets.quality.cleaning import content_hash
-from assets.tokenization.chat_format import chat_format
+from assets.models.chat_format import chat_format
 from assets.tokenization.formatting import round_trip_mismatch, text_difference
 from assets.tokenization.tokenizing import RoundTrip, round_trip
 from assets.settings.tokenization import TokenizationConfig

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from assets.tokenization.chat_format import chat_format
+from assets.models.chat_format import chat_format
 from assets.tokenization.formatting import encode_chat, round_trip_mismatch, supervised_runs
-from assets.training.loading import load_tokenizer
+from assets.models.loading import load_tokenizer
 
 CORPUS = Path(__file__).resolve().parents[1] / "families" / "corpus.txt"
 LLAMA2_LIKE = ("{{ bos_token }}{% for m in messages %}{% if m['role'] == 'user' %}{{ '[INST] ' + m['content'] + ' [/INST]' }}"

@@ -6,8 +6,9 @@ from pydantic import ValidationError
 
 from assets.foundation.tiny_llama import build_tokenizer
 from assets.quality.cleaning import content_hash
-from assets.tokenization.chat_format import chat_format
-from assets.tokenization.formatting import IGNORE_INDEX, encode_record
+from assets.models.chat_format import chat_format
+from assets.tokenization.formatting import encode_record
+from assets.models.batches import IGNORE_INDEX
 from assets.tokenization.tokenizing import effective_config, split_of, tokenize_corpus
 from assets.settings.tokenization import TokenizationConfig
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from assets.tokenization.formatting import IGNORE_INDEX
+from assets.models.batches import IGNORE_INDEX
 
 
 def toy_examples(n: int, seed: int = 0, longest: int = 96) -> dict[str, list]:

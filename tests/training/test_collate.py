@@ -1,10 +1,11 @@
-"""Micro-batch padding (assets/training/collate.py)."""
+"""Micro-batch padding (assets/models/batches.py) and the pad share of padded batches (assets/training/packing.py)."""
 
 import pytest
 import torch
 
-from assets.tokenization.formatting import IGNORE_INDEX
-from assets.training.collate import pad_batch, pad_share
+from assets.models.batches import IGNORE_INDEX
+from assets.training.packing import pad_share_of
+from assets.models.batches import pad_batch
 
 PAD = 258
 
@@ -83,3 +84,9 @@ def test_pad_share_matches_the_padded_batch():
     rows = features(([1] * 7, [1] * 7), ([1] * 3, [1] * 3), ([1] * 5, [1] * 5))
     mask = pad_batch(rows, pad_token_id=0)["attention_mask"]
     assert pad_share(rows) == pytest.approx(1 - mask.float().mean().item())
+
+
+def pad_share(rows) -> float:
+    """The share of a padded micro-batch of these rows that is padding, as the trainer computes it."""
+    lengths = [len(row["input_ids"]) for row in rows]
+    return pad_share_of([[[i] for i in range(len(rows))]], lengths, block_len=0)

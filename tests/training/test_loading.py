@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from assets.foundation.tiny_llama import build_tokenizer
-from assets.training.loading import (
+from assets.models.loading import (
     AUTO_DTYPE_VARIABLE,
     cpu_flags,
     cpu_has_native_bf16,

@@ -5,9 +5,10 @@ import random
 import pytest
 import torch
 
-from assets.tokenization.formatting import IGNORE_INDEX
+from assets.models.batches import IGNORE_INDEX
 from assets.settings.training import QLoraConfig
-from assets.training.packing import choose_layout, collate_rows, pack_blocks, pad_share_of, plan_layout, supervised_tokens
+from assets.training.packing import choose_layout, pack_blocks, pad_share_of, plan_layout
+from assets.models.batches import collate_rows, supervised_tokens
 from assets.training.recipe import build_model
 from numerics import bf16_tolerance
 

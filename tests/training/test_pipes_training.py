@@ -10,7 +10,7 @@ import dagster as dg
 import psutil
 import pytest
 
-from assets.training.loading import pick_compute_dtype
+from assets.models.loading import pick_compute_dtype
 from assets.training.worker import write_request
 from conftest import toy_dataset
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from assets.settings.training import QLoraConfig
-from assets.training.targets import linear_layers, output_head_name, resolve_targets, unquantizable
+from assets.models.targets import linear_layers, output_head_name, resolve_targets, unquantizable
 from assets.settings.training import ALL_LINEAR
 
 
@@ -86,7 +86,7 @@ def test_an_odd_mlp_width_loads_runs_and_trains_with_those_layers_kept_in_full_p
     import bitsandbytes as bnb
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from assets.training.loading import load_quantized_base
+    from assets.models.loading import load_quantized_base
 
     config = LlamaConfig(vocab_size=320, hidden_size=128, intermediate_size=200, num_hidden_layers=1,
                          num_attention_heads=4, num_key_value_heads=2)

@@ -6,9 +6,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from assets.tokenization.formatting import IGNORE_INDEX
+from assets.models.batches import IGNORE_INDEX
 from assets.settings.training import QLoraConfig
-from assets.training.packing import collate_rows, supervised_tokens
+from assets.models.batches import collate_rows, supervised_tokens
 from assets.training.recipe import DatasetTooSmall, NonFiniteLoss, build_model, micro_batch_loss, train_qlora
 from conftest import toy_dataset
 from numerics import bf16_tolerance

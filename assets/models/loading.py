@@ -87,7 +87,7 @@ def load_quantized_base(base_dir: Path, compute_dtype: Any, device: str, double_
 
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
-    from assets.training.targets import model_skeleton, output_head_name, unquantizable
+    from assets.models.targets import model_skeleton, output_head_name, unquantizable
 
     skeleton = model_skeleton(base_dir)
     keep = unquantizable(skeleton)

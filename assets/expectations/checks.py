@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from assets.quality.suites import CheckOutcome
+from assets.expectations.suites import CheckOutcome
 
 
 def check_results(context: dg.AssetExecutionContext, asset: str, outcomes: list[CheckOutcome]) -> list[dg.AssetCheckResult]:
