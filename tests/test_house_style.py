@@ -117,3 +117,29 @@ def test_loading_definitions_does_not_import_heavy_libraries():
     assert done.returncode == 0, done.stderr[-3000:]
     loaded = json.loads(done.stdout.strip().splitlines()[-1])
     assert loaded == [], f"importing pipelines.definitions loaded {loaded}; import them inside functions"
+
+
+def test_no_import_climbs_a_floor():
+    from layers import climbing_imports
+
+    assert climbing_imports() == []
+
+
+def test_the_floor_check_finds_climbing_and_sideways_imports(tmp_path):
+    from layers import climbing_imports
+
+    files = {
+        "assets/common/a.py": "from assets.training import recipe\n",  # a room importing a stage
+        "assets/training/b.py": "def f():\n    from assets.evaluation.metrics import x\n",  # stage -> stage, in a function
+        "resources/c.py": "import pipelines.definitions\n",  # resources -> pipelines
+        "assets/evaluation/d.py": "from assets.models.batches import IGNORE_INDEX\nfrom resources.storage import S\n",  # fine
+        "pipelines/e.py": "from assets.training.assets import qlora_adapter\n",  # fine
+    }
+    for name, source in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(source)
+    assert climbing_imports(tmp_path) == [
+        "assets/common/a.py:1: assets.common.a -> assets.training (room imports up into stage)",
+        "assets/training/b.py:2: assets.training.b -> assets.evaluation.metrics (a stage imports another stage)",
+        "resources/c.py:1: resources.c -> pipelines.definitions (resources imports up into pipelines)",
+    ]
