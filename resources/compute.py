@@ -1,6 +1,10 @@
-"""Compute settings: which device the heavy steps use, and how training is launched."""
+"""Compute settings: which device the heavy steps use, and the trainer launcher (how training runs)."""
 
-from typing import Literal
+import json
+import sys
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Literal
 
 import dagster as dg
 from pydantic import Field
@@ -27,3 +31,39 @@ class ComputeSettings(dg.ConfigurableResource):
 
     def resolved_device(self) -> str:
         return pick_device(self.device)
+
+    def train(self, context: dg.AssetExecutionContext, pipes: dg.PipesSubprocessClient, base_dir: Path, dataset_dir: Path,
+              adapter_dir: Path, checkpoint_dir: Path, settings: Any) -> dict[str, Any]:
+        """Run the training recipe as `training_launcher` says; the TrainingReport as a dict.
+
+        Out of process, the trainer writes `error.json` when it stops for a reason (diverged, too
+        little data): that fails the step without a retry, since the same inputs would fail again. A
+        process killed without a word is retried, and the retry resumes from the last checkpoint.
+        """
+        from assets.training.worker import error_path, write_request
+
+        device = self.resolved_device()
+        if self.training_launcher == "in_process":
+            from datasets import load_from_disk
+
+            from assets.training.recipe import train_qlora
+
+            trained = train_qlora(base_dir, load_from_disk(str(dataset_dir)), adapter_dir, checkpoint_dir, settings, device, log=context.log.info)
+            return asdict(trained) | {"trainable_percent": trained.trainable_percent}
+        report = checkpoint_dir / "report.json"
+        request = write_request(checkpoint_dir / "request.json", base_dir, dataset_dir, adapter_dir, checkpoint_dir,
+                                settings.model_dump(), device, report)
+        launcher = [sys.executable]
+        if self.training_launcher == "torchrun":
+            launcher += ["-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={self.training_processes}"]
+        failure = error_path(report)
+        failure.unlink(missing_ok=True)  # left by an earlier attempt
+        try:
+            pipes.run(context=context, command=[*launcher, "-m", "assets.training", str(request)])
+        except Exception as error:
+            if not failure.exists():
+                raise
+            stopped = json.loads(failure.read_text())
+            raise dg.Failure(f"domain {context.partition_key!r}: training stopped: {stopped['type']}: {stopped['message']}",
+                             allow_retries=False) from error
+        return json.loads(report.read_text())

@@ -9,7 +9,9 @@ and an asset whose logical version equals its latest materialization's re-publis
 (same path, same check results) instead of redoing the work.
 """
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 
@@ -120,3 +122,41 @@ def published(metadata: dict, version: str, checks: list[dg.AssetCheckResult] | 
         data_version=dg.DataVersion(version),
         check_results=checks,
     )
+
+
+def kept_merged_model(context: dg.AssetExecutionContext) -> str:
+    """What stays in place when an adapter is not merged: the domain's previous merged model, if any."""
+    previous = latest_record(context, "merged_model", context.partition_key)
+    if previous is None:
+        return "this domain has no merged model yet"
+    return f"the previous merged model stays in place at {previous.asset_materialization.metadata['path'].value}"
+
+
+@dataclass(frozen=True)
+class Step:
+    """One per-domain materialization under the house protocol, begun by `begin`: its effective
+    settings, its logical version, and the previous materialization to re-publish when nothing
+    changed (`reused`). Upstream names are given once, as the asset's `deps` are."""
+
+    context: dg.AssetExecutionContext
+    upstream: dict[str, bool]  # asset -> partitioned (per domain) or not (base_model)
+    settings: Any
+    version: str
+    reused: dg.MaterializeResult | None
+
+    def path(self, asset: str) -> Path:
+        """The folder `asset` recorded in its latest materialization (the bytes its lineage names);
+        an asset outside `upstream` is read per domain."""
+        return upstream_path(self.context, asset, self.upstream.get(asset, True))
+
+    def publish(self, metadata: dict, checks: list[dg.AssetCheckResult] | None = None) -> dg.MaterializeResult:
+        return published(metadata, self.version, checks)
+
+
+def begin(context: dg.AssetExecutionContext, upstream: dict[str, bool], settings: Any, gate: str | None = None) -> Step:
+    """Refuse an upstream (`gate`) whose blocking checks failed, then hash code, upstream data
+    versions and `settings` (already merged with the domain's domain.yaml) into the logical version."""
+    if gate:
+        require_passed_checks(context, gate)
+    version = logical_version(context, upstream, settings.model_dump())
+    return Step(context, upstream, settings, version, reuse_if_unchanged(context, version))

@@ -1,5 +1,7 @@
 """`raw_corpus`: a domain's landed files as one table with provenance, bad rows quarantined."""
 
+from pathlib import Path
+
 import dagster as dg
 import polars as pl
 
@@ -7,7 +9,7 @@ from assets.common.atomic import atomic_directory
 from assets.common.hashing import files_fingerprint, json_fingerprint
 from assets.corpora.landing_scan import landing_fingerprint
 from assets.corpora.readers import list_domain_files
-from assets.corpora.writing import write_domain
+from assets.corpora.writing import WrittenDomain, write_domain
 from assets.partitions import domain_partitions
 from resources.landing import LandingZone
 from resources.lineage import published, reuse_if_unchanged
@@ -35,8 +37,21 @@ def raw_corpus(context: dg.AssetExecutionContext, landing: LandingZone, artifact
             written.read.quarantine.write_parquet(staging / "quarantine.parquet")
     except (FileNotFoundError, ValueError) as error:
         raise dg.Failure(f"domain {domain!r}: {error}") from error
+    result, metadata = written.read, _metadata(location, folder, written)
+    if not result.rows_kept:
+        raise dg.Failure(
+            f"domain {domain!r}: nothing usable in {folder}: all {result.rows_in} rows were quarantined "
+            f"(reasons in {location / 'quarantine.parquet'})",
+            metadata=metadata,
+        )
+    if result.quarantine.height:
+        context.log.warning(f"domain {domain!r}: {result.quarantine.height} of {result.rows_in} rows quarantined")
+    return published(metadata, version)
+
+
+def _metadata(location: Path, folder: Path, written: WrittenDomain) -> dict:
     result = written.read
-    metadata = {
+    return {
         "path": dg.MetadataValue.path(str(location)),
         "landing_folder": dg.MetadataValue.path(str(folder)),
         "landing_fingerprint": landing_fingerprint(folder),
@@ -48,15 +63,6 @@ def raw_corpus(context: dg.AssetExecutionContext, landing: LandingZone, artifact
         "kinds": dg.MetadataValue.json(written.kinds),
         "quarantine_preview": dg.MetadataValue.md(_quarantine_table(result.quarantine)),
     }
-    if not result.rows_kept:
-        raise dg.Failure(
-            f"domain {domain!r}: nothing usable in {folder}: all {result.rows_in} rows were quarantined "
-            f"(reasons in {location / 'quarantine.parquet'})",
-            metadata=metadata,
-        )
-    if result.quarantine.height:
-        context.log.warning(f"domain {domain!r}: {result.quarantine.height} of {result.rows_in} rows quarantined")
-    return published(metadata, version)
 
 
 def _quarantine_table(quarantine: pl.DataFrame, limit: int = 20) -> str:

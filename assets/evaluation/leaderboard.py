@@ -22,6 +22,15 @@ class CrossDomainReport:
     def delta(self, adapter: str, evaluated: str) -> float:
         return self.loss[adapter][evaluated] - self.base_loss[evaluated]
 
+    def matrix(self) -> dict[str, dict[str, float]]:
+        """Adapter -> eval domain -> loss change against the base (the forgetting matrix)."""
+        return {a: {e: self.delta(a, e) for e in self.domains} for a in self.loss}
+
+    def worst_forgetting(self) -> tuple[str, str, float] | None:
+        """(adapter, other domain, loss change) of the largest change off the diagonal, if any."""
+        cells = [(a, e, d) for a, row in self.matrix().items() for e, d in row.items() if a != e]
+        return max(cells, key=lambda cell: cell[2], default=None)
+
 
 def cross_domain_losses(base_dir: Path, adapters: dict[str, Path], eval_sets: dict[str, Any], device: str, batch_size: int = 8) -> CrossDomainReport:
     """Load the 4-bit base once, attach every adapter by name, score each on every eval split."""

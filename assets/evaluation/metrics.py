@@ -10,9 +10,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from assets.models.scoring import supervised_loss
 from assets.settings.evaluation import EvaluationConfig
 from assets.models.batches import IGNORE_INDEX
-from assets.models.batches import pad_batch
 from assets.models.loading import load_quantized_base, load_tokenizer, pick_compute_dtype
 
 
@@ -30,6 +30,24 @@ class EvaluationReport:
     @property
     def perplexity_adapter(self) -> float:
         return math.exp(self.eval_loss_adapter)
+
+    @property
+    def improvement(self) -> float:
+        return self.eval_loss_base - self.eval_loss_adapter
+
+    def numbers(self) -> dict[str, float | int]:
+        return {
+            "eval_loss_base": self.eval_loss_base, "eval_loss_adapter": self.eval_loss_adapter,
+            "perplexity_base": self.perplexity_base, "perplexity_adapter": self.perplexity_adapter, "eval_tokens": self.eval_tokens,
+        }
+
+    def beats_base(self, min_improvement: float) -> bool:
+        """The merge gate: lower eval loss than the base by more than `min_improvement` nats/token."""
+        return self.improvement > min_improvement
+
+    def describe(self, min_improvement: float) -> str:
+        return (f"eval loss {self.eval_loss_base:.4f} -> {self.eval_loss_adapter:.4f} (improvement {self.improvement:.4f}, "
+                f"required > {min_improvement})")
 
 
 def evaluate_adapter(base_dir: Path, adapter_dir: Path, eval_dataset: Any, config: EvaluationConfig, device: str) -> EvaluationReport:

@@ -2,6 +2,8 @@
 row that did not make it, with its reason. One step makes both, so the rejections are visible
 even when the data checks stop the domain."""
 
+from pathlib import Path
+
 import dagster as dg
 import polars as pl
 
@@ -11,7 +13,7 @@ from assets.expectations.checks import check_results
 from assets.quality.cleaning import CleaningSummary, clean_parquet
 from assets.settings.cleaning import CleaningConfig
 from assets.quality.expectations import CHECKS, run_corpus_checks
-from assets.quality.rejections import collect_rejections, reason_counts, reconcile
+from assets.quality.rejections import Reconciliation, collect_rejections, reason_counts, reconcile
 from resources.landing import LandingZone
 from resources.lineage import logical_version, published, reuse_if_unchanged, upstream_path
 from resources.storage import ArtifactStore
@@ -70,9 +72,13 @@ def clean_corpus(context: dg.AssetExecutionContext, config: CleaningRunConfig, l
     totals = reconcile(result.rows_in + quarantined, result.rows_clean, rejections)
     balance = dg.AssetCheckResult(asset_key="quarantined_rows", check_name="counts_reconcile", passed=totals.balanced,
                                   severity=dg.AssetCheckSeverity.ERROR, description=totals.describe())
+    yield published(_rejections_metadata(rejected_dir, rejections, totals), versions["quarantined_rows"], [balance], "quarantined_rows")
+
+
+def _rejections_metadata(location: Path, rejections: pl.DataFrame, totals: Reconciliation) -> dict:
     preview = rejections.head(PREVIEW_ROWS)
-    metadata = {
-        "path": dg.MetadataValue.path(str(rejected_dir)),
+    return {
+        "path": dg.MetadataValue.path(str(location)),
         "rows_rejected": rejections.height,
         "rows_quarantined": totals.quarantined,
         "rows_filtered": sum(totals.filtered.values()),
@@ -83,7 +89,6 @@ def clean_corpus(context: dg.AssetExecutionContext, config: CleaningRunConfig, l
             schema=dg.TableSchema(columns=[dg.TableColumn(name, "int" if name == "line" else "string") for name in preview.columns]),
         ),
     }
-    yield published(metadata, versions["quarantined_rows"], [balance], "quarantined_rows")
 
 
 def _clean_metadata(location, result: CleaningSummary, settings: CleaningConfig) -> dict:

@@ -1,7 +1,42 @@
 """The merged model's README.md: a Hugging Face model card that carries the full lineage."""
 
 import json
+import time
+from pathlib import Path
 from typing import Any
+
+from assets.common.versions import library_versions
+
+EVALUATION_KEYS = ("eval_loss_base", "eval_loss_adapter", "perplexity_base", "perplexity_adapter")
+
+
+def model_lineage(domain: str, recorded: dict[str, Any], merge_dtype: str, merge: Any, run_id: str) -> dict[str, Any]:
+    """The lineage of a merged model from what its upstream materializations recorded.
+
+    `recorded`: the metadata values of base_model, qlora_adapter, adapter_evaluation and
+    training_dataset, and `data_versions` (raw_corpus, training_dataset); `merge` a MergeReport.
+    """
+    adapter = recorded["qlora_adapter"]
+    return {
+        "domain": domain,
+        "base_model": {key: recorded["base_model"][key] for key in ("spec", "revision", "fingerprint")},
+        "data_versions": recorded["data_versions"],
+        "adapter_path": adapter["path"],
+        "training": adapter["config"],
+        "training_resolved": adapter.get("resolved", {}),  # absent from adapters trained before it was recorded
+        "chat_template": recorded["training_dataset"].get("template", {}),
+        "evaluation": {key: recorded["adapter_evaluation"][key] for key in EVALUATION_KEYS},
+        "merge": {"dtype": merge_dtype, "max_abs_logit_diff": merge.max_abs_logit_diff, "eval_loss_merged": merge.eval_loss_merged},
+        "dagster_run_id": run_id,
+        "library_versions": library_versions(),
+        "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+
+
+def write_model_card(directory: Path, lineage: dict[str, Any]) -> None:
+    """`lineage.json` and the model card `README.md` beside the merged weights."""
+    (directory / "lineage.json").write_text(json.dumps(lineage, indent=2, sort_keys=True, default=str))
+    (directory / "README.md").write_text(render_model_card(lineage))
 
 
 def render_model_card(lineage: dict[str, Any]) -> str:

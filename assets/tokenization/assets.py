@@ -1,5 +1,7 @@
 """`training_dataset`: chat-templated, tokenized, split train/eval, saved as Arrow."""
 
+from pathlib import Path
+
 import dagster as dg
 import polars as pl
 
@@ -8,11 +10,11 @@ from assets.partitions import domain_partitions
 from assets.expectations.checks import check_results
 from assets.models.chat_format import chat_format
 from assets.tokenization.expectations import CHECKS, run_dataset_checks
-from assets.tokenization.tokenizing import RoundTrip, effective_config, round_trip, tokenize_corpus
+from assets.tokenization.tokenizing import RoundTrip, TokenizedCorpus, effective_config, round_trip, tokenize_corpus
 from assets.settings.tokenization import TokenizationConfig
 from assets.models.loading import load_tokenizer
 from resources.landing import LandingZone
-from resources.lineage import latest_materialization, logical_version, published, require_passed_checks, reuse_if_unchanged, upstream_path
+from resources.lineage import begin, latest_materialization
 from resources.storage import ArtifactStore
 
 
@@ -20,9 +22,12 @@ class TokenizationRunConfig(dg.Config, TokenizationConfig):
     """Tokenization settings, editable in the launchpad (domain.yaml section `tokenization`)."""
 
 
+UPSTREAM = {"clean_corpus": True, "base_model": False}  # asset -> per domain
+
+
 @dg.asset(
     partitions_def=domain_partitions,
-    deps=["clean_corpus", "base_model"],
+    deps=list(UPSTREAM),
     group_name="tokenization",
     kinds={"transformers", "datasets"},
     code_version="3",
@@ -40,14 +45,12 @@ def training_dataset(context: dg.AssetExecutionContext, config: TokenizationRunC
     train/eval by content hash, saved with `datasets`; rows with nothing to learn are kept aside
     with their reason (`rejected.parquet`)."""
     domain = context.partition_key
-    require_passed_checks(context, "clean_corpus")
-    requested = landing.effective_settings(domain, "tokenization", config)
-    version = logical_version(context, {"clean_corpus": True, "base_model": False}, requested.model_dump())
-    if reused := reuse_if_unchanged(context, version):
-        return reused
-    clean = pl.read_parquet(upstream_path(context, "clean_corpus") / "rows.parquet")
-    settings, clamped = _within_context_length(context, requested)
-    tokenizer = load_tokenizer(upstream_path(context, "base_model", partitioned=False))
+    step = begin(context, UPSTREAM, landing.effective_settings(domain, "tokenization", config), gate="clean_corpus")
+    if step.reused:
+        return step.reused
+    clean = pl.read_parquet(step.path("clean_corpus") / "rows.parquet")
+    settings, clamped = _within_context_length(context, step.settings)
+    tokenizer = load_tokenizer(step.path("base_model"))
     fmt = chat_format(tokenizer)
     try:
         tokenized = tokenize_corpus(clean, tokenizer, settings, fmt)
@@ -58,20 +61,24 @@ def training_dataset(context: dg.AssetExecutionContext, config: TokenizationRunC
         tokenized.train.save_to_disk(str(staging / "train"))
         tokenized.eval.save_to_disk(str(staging / "eval"))
         tokenized.rejected.write_parquet(staging / "rejected.parquet")
-    stats = tokenized.stats
-    if stats["rows_rejected"]:
-        context.log.warning(f"domain {domain!r}: {stats['rows_rejected']} of {stats['rows']} rows yield nothing to learn; "
+    if rejected := tokenized.stats["rows_rejected"]:
+        context.log.warning(f"domain {domain!r}: {rejected} of {tokenized.stats['rows']} rows yield nothing to learn; "
                             f"kept with their reason in {location / 'rejected.parquet'}")
     checks = [*check_results(context, "training_dataset", run_dataset_checks(tokenized.profile, settings)),
               _round_trip_check(round_trip(clean, tokenizer, settings, fmt))]
-    metadata = {
+    template = fmt.describe() | {"pad_token": tokenizer.pad_token}
+    return step.publish(_metadata(location, tokenized, template, settings, clamped), checks)
+
+
+def _metadata(location: Path, tokenized: TokenizedCorpus, template: dict, settings: TokenizationConfig, clamped: str | None) -> dict:
+    stats = tokenized.stats
+    return {
         "path": dg.MetadataValue.path(str(location)), **stats,
         "truncated_share": stats["truncated_examples"] / max(stats["train_examples"] + stats["eval_examples"], 1),
-        "template": dg.MetadataValue.json(fmt.describe() | {"pad_token": tokenizer.pad_token}),
+        "template": dg.MetadataValue.json(template),
         "rejections": _rejections_table(tokenized.rejected),
         "settings": dg.MetadataValue.json(settings.model_dump() | ({"max_seq_len_clamped": clamped} if clamped else {})),
     }
-    return published(metadata, version, checks)
 
 
 def _within_context_length(context: dg.AssetExecutionContext, requested: TokenizationConfig) -> tuple[TokenizationConfig, str | None]:

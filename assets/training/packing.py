@@ -21,7 +21,7 @@ Pure: no dagster; torch is imported inside the collate functions.
 import math
 import random
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 
 Packing = Literal["auto", "blocks", "by_length", "off"]
@@ -92,6 +92,30 @@ def pack_blocks(lengths: list[int], block_len: int) -> list[list[int]]:
             rows.append([i])
             room.append(block_len - n)
     return rows
+
+
+class StepStream:
+    """The micro-batches of each optimiser step: epochs laid out one after another (each a pure
+    function of seed and epoch), cut into steps of `per_step` micro-batches. So a resumed run, or N
+    processes taking micro-batch j % N, see exactly what one uninterrupted process would."""
+
+    def __init__(self, layout: Layout, lengths: list[int], seed: int, per_step: int) -> None:
+        self.layout, self.lengths, self.seed, self.per_step = layout, lengths, seed, per_step
+        self._epochs = {0: layout.epoch(lengths, seed, 0)}
+
+    @property
+    def first_epoch(self) -> list[list[list[int]]]:
+        return self._epochs[0]
+
+    def step(self, step: int) -> list[list[list[int]]]:
+        """The micro-batches of optimiser step `step` (0-based)."""
+        out = []
+        for j in range(step * self.per_step, (step + 1) * self.per_step):
+            epoch, index = divmod(j, len(self._epochs[0]))
+            if epoch not in self._epochs:
+                self._epochs[epoch] = self.layout.epoch(self.lengths, self.seed, epoch)
+            out.append(self._epochs[epoch][index])
+        return out
 
 
 def pad_share_of(batches: list[list[list[int]]], lengths: list[int], block_len: int) -> float:

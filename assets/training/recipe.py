@@ -1,4 +1,5 @@
-"""The QLoRA training recipe: setup, train, save. Runs inside or outside Dagster, on 1 or N processes.
+"""The QLoRA training recipe in named parts: setup (processes, data, model and optimiser, resume),
+train (optimiser steps, checkpoints), save. Runs inside or outside Dagster, on 1 or N processes.
 
 The base is loaded in 4-bit NF4 and frozen; LoRA adapters (peft) are the only trainable weights. A
 plain PyTorch loop (measured on par with transformers' Trainer here, see benchmarks/) runs over
@@ -29,7 +30,7 @@ from assets.models.chat_format import FALLBACK_CHAT_TEMPLATE
 from assets.training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from assets.settings.training import QLoraConfig
 from assets.models.loading import load_quantized_base, load_tokenizer, pick_compute_dtype
-from assets.training.packing import choose_layout, pad_share_of, steps_for
+from assets.training.packing import StepStream, choose_layout, pad_share_of, steps_for
 from assets.models.batches import collate_rows, supervised_tokens
 from assets.models.targets import TargetPlan, model_skeleton, resolve_targets
 
@@ -102,6 +103,38 @@ def micro_batch_loss(model: Any, batch: dict[str, Any], step_supervised: int, de
     return model(**inputs, num_items_in_batch=n, use_cache=False).loss
 
 
+@dataclass(frozen=True)
+class Processes:
+    world: int  # processes training together (torchrun), 1 alone
+    rank: int  # this process; 0 logs, checkpoints and saves
+    device: str  # "cuda:<local rank>" under torchrun on GPUs
+
+
+@dataclass
+class Trainee:
+    """The model being trained and what updates it."""
+
+    model: Any
+    tokenizer: Any
+    dtype: Any
+    params: list[Any]  # the adapter weights, in a fixed order
+    names: list[str]
+    optimizer: Any
+    scheduler: Any
+
+
+@dataclass
+class Run:
+    """What the training loop did: the place to resume from, and what it measured."""
+
+    start: int = 0
+    history: list[dict[str, float]] = field(default_factory=list)
+    resumed_from: str | None = None
+    tokens: int = 0
+    duration_s: float = 0.0
+    used: list = field(default_factory=list)  # the micro-batches trained on (for the pad share)
+
+
 def train_qlora(
     base_dir: Path,
     train_dataset: Any,
@@ -112,134 +145,173 @@ def train_qlora(
     log: Callable[[str], None] = print,
 ) -> TrainingReport:
     """Train LoRA adapters on the 4-bit base and save them (PEFT format) with the tokenizer."""
-    import torch
+    processes = setup_processes(device)
+    # Resolved first: a target name that matches nothing stops here, before any data or weights load.
+    plan = resolve_targets(model_skeleton(base_dir), list(config.target_modules))
+    stream = setup_data(train_dataset, config, processes.world)
+    total = steps_for(len(stream.first_epoch), stream.per_step, config.epochs, config.max_steps)
+    trainee = setup_model(base_dir, config, processes.device, plan, total)
+    run = resume(trainee, checkpoint_dir, log)
+    train(trainee, train_dataset, stream, run, total, config, processes, checkpoint_dir, log)
+    save(trainee, adapter_dir, processes)
+    trainable, total_params = trainee.model.get_nb_trainable_parameters()
+    return TrainingReport(
+        trainable_parameters=int(trainable),
+        total_parameters=int(total_params),
+        final_train_loss=run.history[-1]["loss"] if run.history else float("nan"),
+        tokens_seen=run.tokens,
+        tokens_per_second=run.tokens / max(run.duration_s, 1e-9),
+        duration_s=run.duration_s,
+        peak_memory_mb=_peak_memory_mb(processes.device),
+        steps=total,
+        compute_dtype=str(trainee.dtype).removeprefix("torch."),
+        resumed_from=run.resumed_from,
+        packing=stream.layout.mode,
+        pad_share=pad_share_of(run.used, stream.lengths, stream.layout.block_len),
+        world_size=processes.world,
+        loss_history=run.history,
+        target_modules=plan.targets,
+        target_counts=plan.counts,
+        full_precision_layers=plan.full_precision,
+    )
+
+
+def setup_processes(device: str) -> Processes:
+    """This process's place among `torchrun`'s (gloo on CPU, nccl on CUDA), or alone."""
     import torch.distributed as dist
-    from transformers import get_scheduler
 
-    from assets.training.progress import ProgressLog
-
-    # setup: processes, data layout, model, optimiser, and the checkpoint to resume from
     world, rank = int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("RANK", "0"))
     if world > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if device == "cuda" else "gloo")
     if device == "cuda" and world > 1:
         device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
-    # Resolved first: a target name that matches nothing stops here, before any data or weights load.
-    plan = resolve_targets(model_skeleton(base_dir), list(config.target_modules))
-    ids, labels = train_dataset["input_ids"], train_dataset["labels"]
-    lengths = [len(x) for x in ids]
+    return Processes(world, rank, device)
+
+
+def setup_data(train_dataset: Any, config: QLoraConfig, world: int) -> StepStream:
+    """The layout of the examples into micro-batches (packing.py) and the stream of steps over epochs."""
+    lengths = [len(x) for x in train_dataset["input_ids"]]
     if len(lengths) < config.batch_size:
         raise DatasetTooSmall(
             f"the training split has {len(lengths)} examples, fewer than one batch of {config.batch_size}: "
             "add data to the domain or lower training.batch_size"
         )
     layout = choose_layout(config.packing, lengths, config.batch_size, config.seed)
-    mode = layout.mode
-    per_step = config.gradient_accumulation * world  # micro-batches per optimiser step, all processes
-    epochs = {0: layout.epoch(lengths, config.seed, 0)}
+    return StepStream(layout, lengths, config.seed, per_step=config.gradient_accumulation * world)
 
-    def step_batches(step: int) -> list[list[list[int]]]:
-        """The micro-batches of optimiser step `step` (0-based): a stream over epochs, cut per step."""
-        out = []
-        for j in range(step * per_step, (step + 1) * per_step):
-            epoch, index = divmod(j, len(epochs[0]))
-            out.append(epochs.setdefault(epoch, layout.epoch(lengths, config.seed, epoch))[index])
-        return out
 
-    total = steps_for(len(epochs[0]), per_step, config.epochs, config.max_steps)
+def setup_model(base_dir: Path, config: QLoraConfig, device: str, plan: TargetPlan, total: int) -> Trainee:
+    """The adapted 4-bit model, AdamW over the adapter weights, and the learning-rate schedule."""
+    import torch
+    from transformers import get_scheduler
+
     model, tokenizer, dtype = build_model(base_dir, config, device, plan)
-    trainable, total_params = model.get_nb_trainable_parameters()
     params = [p for p in model.parameters() if p.requires_grad]
     names = [n for n, p in model.named_parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
     scheduler = get_scheduler(config.lr_scheduler, optimizer, math.ceil(config.warmup_ratio * total), total)
-    start, history, resumed = 0, [], None
-    if resume := latest_checkpoint(checkpoint_dir):
-        state = load_checkpoint(resume)
-        with torch.no_grad():
-            for name, p in zip(names, params, strict=True):
-                p.copy_(state["adapter"][name])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        start, history, resumed = int(state["step"]), list(state["history"]), str(resume)
-        log(f"resuming from checkpoint {resume} (step {start})")
+    return Trainee(model, tokenizer, dtype, params, names, optimizer, scheduler)
 
-    # train
-    rows = f"rows of {layout.block_len} tokens, {layout.rows_per_batch} per micro-batch" if layout.block_len else f"{layout.rows_per_batch} examples per micro-batch"
+
+def resume(trainee: Trainee, checkpoint_dir: Path, log: Callable[[str], None]) -> Run:
+    """Adapter, optimiser and schedule restored from the last checkpoint, if there is one."""
+    import torch
+
+    checkpoint = latest_checkpoint(checkpoint_dir)
+    if checkpoint is None:
+        return Run()
+    state = load_checkpoint(checkpoint)
+    with torch.no_grad():
+        for name, p in zip(trainee.names, trainee.params, strict=True):
+            p.copy_(state["adapter"][name])
+    trainee.optimizer.load_state_dict(state["optimizer"])
+    trainee.scheduler.load_state_dict(state["scheduler"])
+    log(f"resuming from checkpoint {checkpoint} (step {int(state['step'])})")
+    return Run(start=int(state["step"]), history=list(state["history"]), resumed_from=str(checkpoint))
+
+
+def train(trainee: Trainee, dataset: Any, stream: StepStream, run: Run, total: int, config: QLoraConfig,
+          processes: Processes, checkpoint_dir: Path, log: Callable[[str], None]) -> None:
+    """Optimiser steps from run.start to `total`, with progress lines and checkpoints."""
+    from assets.training.progress import ProgressLog
+
+    layout, world, rank = stream.layout, processes.world, processes.rank
     if rank == 0:
-        log(f"batches: {mode} ({rows}), padding {pad_share_of(epochs[0], lengths, layout.block_len):.1%} of an epoch's positions; "
-            f"{per_step} micro-batches per step on {world} process(es)")
-    model.train()
-    progress = ProgressLog(log if rank == 0 else (lambda _: None), total, start, config.logging_steps)
-    progress.history = history
-    tokens = computed_pad = 0
-    used: list = []
+        rows = f"rows of {layout.block_len} tokens, {layout.rows_per_batch} per micro-batch" if layout.block_len else f"{layout.rows_per_batch} examples per micro-batch"
+        log(f"batches: {layout.mode} ({rows}), padding {pad_share_of(stream.first_epoch, stream.lengths, layout.block_len):.1%} "
+            f"of an epoch's positions; {stream.per_step} micro-batches per step on {world} process(es)")
+    ids, labels = dataset["input_ids"], dataset["labels"]
+    trainee.model.train()
+    progress = ProgressLog(log if rank == 0 else (lambda _: None), total, run.start, config.logging_steps)
+    progress.history = run.history
     started = time.perf_counter()
-    for step in range(start, total):
-        batches = step_batches(step)
-        used += batches
-        rows = [[[{"input_ids": ids[i], "labels": labels[i]} for i in row] for row in b] for b in batches]
-        collated = [collate_rows(r, tokenizer.pad_token_id, layout.block_len) for r in rows]
-        step_supervised = sum(supervised_tokens(b) for b in collated)
-        step_loss = torch.zeros((), dtype=torch.float64)
-        for j in range(rank, per_step, world):
-            # Dropout masks depend on (seed, step, micro-batch) only: equal on resume and across world sizes.
-            torch.manual_seed(config.seed * 1_000_003 + step * 1_009 + j)
-            loss = micro_batch_loss(model, collated[j], max(step_supervised, 1), device)
-            loss.backward()
-            step_loss += loss.detach().double().cpu()
-        if world > 1:
-            for p in params:
-                dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)
-            dist.all_reduce(step_loss, op=dist.ReduceOp.SUM)
-        if not math.isfinite(step_loss.item()):
-            raise NonFiniteLoss(f"training loss became {step_loss.item()} at step {step + 1}/{total}; stopped, no adapter saved")
-        torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        tokens += sum(lengths[i] for b in batches for row in b for i in row)
-        progress.step(step + 1, float(step_loss), float(scheduler.get_last_lr()[0]), tokens)
+    for step in range(run.start, total):
+        batches = stream.step(step)
+        run.used += batches
+        collated = [collate_rows([[{"input_ids": ids[i], "labels": labels[i]} for i in row] for row in batch],
+                                 trainee.tokenizer.pad_token_id, layout.block_len) for batch in batches]
+        step_loss = optimiser_step(trainee, collated, step, total, config, processes)
+        run.tokens += sum(stream.lengths[i] for batch in batches for row in batch for i in row)
+        progress.step(step + 1, step_loss, float(trainee.scheduler.get_last_lr()[0]), run.tokens)
         if (step + 1) % config.save_steps == 0 and step + 1 < total:
-            if rank == 0:
-                adapter = {n: p.detach().cpu().clone() for n, p in zip(names, params, strict=True)}
-                save_checkpoint(checkpoint_dir, step + 1, {
-                    "step": step + 1, "adapter": adapter, "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(), "history": progress.history,
-                })
-            if world > 1:
-                dist.barrier()
-    duration = time.perf_counter() - started
+            checkpoint(trainee, checkpoint_dir, step + 1, progress.history, processes)
+    run.duration_s = time.perf_counter() - started
+    run.history = progress.history
 
-    # save
-    if rank == 0:
-        model.save_pretrained(adapter_dir)
+
+def optimiser_step(trainee: Trainee, collated: list[dict[str, Any]], step: int, total: int, config: QLoraConfig,
+                   processes: Processes) -> float:
+    """One optimiser step over its micro-batches (this process takes j % world); returns the step's loss."""
+    import torch
+    import torch.distributed as dist
+
+    step_supervised = sum(supervised_tokens(batch) for batch in collated)
+    step_loss = torch.zeros((), dtype=torch.float64)
+    for j in range(processes.rank, len(collated), processes.world):
+        # Dropout masks depend on (seed, step, micro-batch) only: equal on resume and across world sizes.
+        torch.manual_seed(config.seed * 1_000_003 + step * 1_009 + j)
+        loss = micro_batch_loss(trainee.model, collated[j], max(step_supervised, 1), processes.device)
+        loss.backward()
+        step_loss += loss.detach().double().cpu()
+    if processes.world > 1:
+        for p in trainee.params:
+            dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)
+        dist.all_reduce(step_loss, op=dist.ReduceOp.SUM)
+    if not math.isfinite(step_loss.item()):
+        raise NonFiniteLoss(f"training loss became {step_loss.item()} at step {step + 1}/{total}; stopped, no adapter saved")
+    torch.nn.utils.clip_grad_norm_(trainee.params, config.max_grad_norm)
+    trainee.optimizer.step()
+    trainee.scheduler.step()
+    trainee.optimizer.zero_grad(set_to_none=True)
+    return float(step_loss)
+
+
+def checkpoint(trainee: Trainee, checkpoint_dir: Path, step: int, history: list[dict[str, float]], processes: Processes) -> None:
+    """Process 0 writes adapter, optimiser and schedule state atomically; the others wait for it."""
+    import torch.distributed as dist
+
+    if processes.rank == 0:
+        adapter = {n: p.detach().cpu().clone() for n, p in zip(trainee.names, trainee.params, strict=True)}
+        save_checkpoint(checkpoint_dir, step, {
+            "step": step, "adapter": adapter, "optimizer": trainee.optimizer.state_dict(),
+            "scheduler": trainee.scheduler.state_dict(), "history": history,
+        })
+    if processes.world > 1:
+        dist.barrier()
+
+
+def save(trainee: Trainee, adapter_dir: Path, processes: Processes) -> None:
+    """The adapter in PEFT format and the tokenizer, written by process 0."""
+    import torch.distributed as dist
+
+    if processes.rank == 0:
+        trainee.model.save_pretrained(adapter_dir)
         # A base without a chat template was trained on the fallback layout: ship that layout with
         # the adapter (and so the merged model), so serving renders prompts as training did.
-        tokenizer.chat_template = tokenizer.chat_template or FALLBACK_CHAT_TEMPLATE
-        tokenizer.save_pretrained(adapter_dir)
-    if world > 1:
+        trainee.tokenizer.chat_template = trainee.tokenizer.chat_template or FALLBACK_CHAT_TEMPLATE
+        trainee.tokenizer.save_pretrained(adapter_dir)
+    if processes.world > 1:
         dist.barrier()
-    final_loss = progress.history[-1]["loss"] if progress.history else float("nan")
-    return TrainingReport(
-        trainable_parameters=int(trainable),
-        total_parameters=int(total_params),
-        final_train_loss=final_loss,
-        tokens_seen=tokens,
-        tokens_per_second=tokens / max(duration, 1e-9),
-        duration_s=duration,
-        peak_memory_mb=_peak_memory_mb(device),
-        steps=total,
-        compute_dtype=str(dtype).removeprefix("torch."),
-        resumed_from=resumed,
-        packing=mode,
-        pad_share=pad_share_of(used, lengths, layout.block_len),
-        world_size=world,
-        loss_history=progress.history,
-        target_modules=plan.targets,
-        target_counts=plan.counts,
-        full_precision_layers=plan.full_precision,
-    )
 
 
 def _peak_memory_mb(device: str) -> float:

@@ -1,4 +1,5 @@
-"""Training as a command: `python -m assets.training.worker REQUEST.json`, alone or under `torchrun`.
+"""Training requests: what `python -m assets.training REQUEST.json` (alone or under `torchrun`) is
+asked to do, and what it answers.
 
 The request names the base, the tokenized train split, the adapter and checkpoint folders, the
 settings and the device; process 0 writes the TrainingReport as JSON to `report_path`. Running out of
@@ -46,7 +47,7 @@ def run_request(request: dict[str, Any], log) -> dict[str, Any]:
         # The launcher only sees an exit code; this file tells it what went wrong and whether a
         # retry could help (a killed process writes nothing here and is retried).
         if int(os.environ.get("RANK", "0")) == 0:
-            error_path(request).write_text(json.dumps({"type": type(error).__name__, "message": str(error)}))
+            error_path(request["report_path"]).write_text(json.dumps({"type": type(error).__name__, "message": str(error)}))
         raise
     result = asdict(report) | {"trainable_percent": report.trainable_percent}
     if int(os.environ.get("RANK", "0")) == 0:
@@ -56,18 +57,14 @@ def run_request(request: dict[str, Any], log) -> dict[str, Any]:
     return result
 
 
-def error_path(request: dict[str, Any]) -> Path:
+def error_path(report_path: str | Path) -> Path:
     """Where process 0 writes the error that stopped training: beside the report."""
-    return Path(request["report_path"]).with_name("error.json")
+    return Path(report_path).with_name("error.json")
 
 
 def read_request(path: str) -> dict[str, Any]:
     return json.loads(Path(path).read_text())
 
 
-def _stderr(line: str) -> None:
+def log_to_stderr(line: str) -> None:
     print(f"[rank {os.environ.get('RANK', '0')}] {line}", file=sys.stderr, flush=True)
-
-
-if __name__ == "__main__":
-    run_request(read_request(sys.argv[1]), _stderr)

@@ -22,7 +22,7 @@ CONFIG = dict(max_steps=40, batch_size=4, save_steps=5, logging_steps=5, seed=5)
 def training_asset(request):
     @dg.asset
     def adapter(context: dg.AssetExecutionContext, pipes_subprocess_client: dg.PipesSubprocessClient) -> dg.MaterializeResult:
-        done = pipes_subprocess_client.run(context=context, command=[sys.executable, "-m", "assets.training.external", str(request)])
+        done = pipes_subprocess_client.run(context=context, command=[sys.executable, "-m", "assets.training", str(request)])
         report = done.get_custom_messages()[-1]
         return dg.MaterializeResult(metadata={"steps": report["steps"], "resumed_from": report["resumed_from"] or "-", "compute_dtype": report["compute_dtype"]})
 
@@ -35,7 +35,7 @@ def kill_trainer_after_first_checkpoint(checkpoints, killed: list) -> None:
         if list(checkpoints.glob("step-*")):
             for child in psutil.Process().children(recursive=True):
                 try:
-                    if "assets.training.external" in " ".join(child.cmdline()):
+                    if "assets.training" in " ".join(child.cmdline()):
                         child.send_signal(signal.SIGKILL)
                         killed.append(child.pid)
                 except psutil.Error:  # a child that ended meanwhile

@@ -23,7 +23,7 @@ CONFIG = dict(max_steps=40, batch_size=4, save_steps=5, logging_steps=5, lora_dr
 
 
 def worker(request, *launcher):
-    command = [*launcher, "-m", "assets.training.worker", str(request)] if launcher else [sys.executable, "-m", "assets.training.worker", str(request)]
+    command = [*launcher, "-m", "assets.training", str(request)] if launcher else [sys.executable, "-m", "assets.training", str(request)]
     return subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env=os.environ | {"OMP_NUM_THREADS": "1"})
 
 
