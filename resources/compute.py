@@ -2,7 +2,7 @@
 
 import json
 import sys
-from dataclasses import asdict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -32,31 +32,23 @@ class ComputeSettings(dg.ConfigurableResource):
     def resolved_device(self) -> str:
         return pick_device(self.device)
 
-    def train(self, context: dg.AssetExecutionContext, pipes: dg.PipesSubprocessClient, base_dir: Path, dataset_dir: Path,
-              adapter_dir: Path, checkpoint_dir: Path, settings: Any) -> dict[str, Any]:
-        """Run the training recipe as `training_launcher` says; the TrainingReport as a dict.
+    def train(self, context: dg.AssetExecutionContext, pipes: dg.PipesSubprocessClient, request: Path,
+              run_in_process: Callable[[dict[str, Any], Callable[[str], None]], dict[str, Any]]) -> dict[str, Any]:
+        """Run a training request (assets/training/worker.py) as `training_launcher` says; its report.
 
-        Out of process, the trainer writes `error.json` when it stops for a reason (diverged, too
-        little data): that fails the step without a retry, since the same inputs would fail again. A
-        process killed without a word is retried, and the retry resumes from the last checkpoint.
+        Out of process, `python -m assets.training REQUEST` runs through Pipes (under torchrun for
+        several processes). A trainer that stops for a reason (diverged, too little data) writes
+        the request's `error_path`: that fails the step without a retry, since the same inputs would
+        fail again. A process killed without a word is retried, and the retry resumes from the last
+        checkpoint. `in_process` calls `run_in_process` here instead (debugging).
         """
-        from assets.training.worker import error_path, write_request
-
-        device = self.resolved_device()
+        spec = json.loads(request.read_text())
         if self.training_launcher == "in_process":
-            from datasets import load_from_disk
-
-            from assets.training.recipe import train_qlora
-
-            trained = train_qlora(base_dir, load_from_disk(str(dataset_dir)), adapter_dir, checkpoint_dir, settings, device, log=context.log.info)
-            return asdict(trained) | {"trainable_percent": trained.trainable_percent}
-        report = checkpoint_dir / "report.json"
-        request = write_request(checkpoint_dir / "request.json", base_dir, dataset_dir, adapter_dir, checkpoint_dir,
-                                settings.model_dump(), device, report)
+            return run_in_process(spec, context.log.info)
         launcher = [sys.executable]
         if self.training_launcher == "torchrun":
             launcher += ["-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={self.training_processes}"]
-        failure = error_path(report)
+        failure = Path(spec["error_path"])
         failure.unlink(missing_ok=True)  # left by an earlier attempt
         try:
             pipes.run(context=context, command=[*launcher, "-m", "assets.training", str(request)])
@@ -66,4 +58,4 @@ class ComputeSettings(dg.ConfigurableResource):
             stopped = json.loads(failure.read_text())
             raise dg.Failure(f"domain {context.partition_key!r}: training stopped: {stopped['type']}: {stopped['message']}",
                              allow_retries=False) from error
-        return json.loads(report.read_text())
+        return json.loads(Path(spec["report_path"]).read_text())

@@ -9,6 +9,7 @@ from assets.common.atomic import atomic_directory
 from assets.partitions import domain_partitions
 from assets.settings.training import QLoraConfig
 from assets.training.curve import loss_curve_markdown
+from assets.training.worker import run_request, write_request
 from resources.compute import ComputeSettings
 from resources.landing import LandingZone
 from resources.lineage import begin
@@ -51,8 +52,9 @@ def qlora_adapter(
     checkpoints = artifacts.checkpoint_dir("qlora_adapter", context.partition_key, {"version": step.version})
     location = artifacts.new_location(context, "qlora_adapter")
     with atomic_directory(location) as staging:
-        report = compute.train(context, pipes_subprocess_client, step.path("base_model"), step.path("training_dataset") / "train",
-                               staging, checkpoints, step.settings)
+        request = write_request(checkpoints / "request.json", step.path("base_model"), step.path("training_dataset") / "train",
+                                staging, checkpoints, step.settings.model_dump(), compute.resolved_device(), checkpoints / "report.json")
+        report = compute.train(context, pipes_subprocess_client, request, run_in_process=run_request)
     shutil.rmtree(checkpoints, ignore_errors=True)  # the adapter is published; scratch no longer needed
     return step.publish(_metadata(report, location, compute.resolved_device(), compute.training_launcher, step.settings))
 

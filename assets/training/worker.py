@@ -2,7 +2,8 @@
 asked to do, and what it answers.
 
 The request names the base, the tokenized train split, the adapter and checkpoint folders, the
-settings and the device; process 0 writes the TrainingReport as JSON to `report_path`. Running out of
+settings and the device; process 0 writes the TrainingReport as JSON to `report_path`, or, when
+training stopped for a reason, the error to `error_path` (the launcher reads both). Running out of
 the Dagster process means a crash or a memory spike ends this process, not Dagster's; under
 `torchrun --nproc-per-node N` the recipe trains data-parallel (see recipe.py).
 """
@@ -20,6 +21,7 @@ def write_request(path: Path, base_dir: Path, dataset_dir: Path, adapter_dir: Pa
     request = {
         "base_dir": str(base_dir), "dataset_dir": str(dataset_dir), "adapter_dir": str(adapter_dir),
         "checkpoint_dir": str(checkpoint_dir), "config": config, "device": device, "report_path": str(report_path),
+        "error_path": str(report_path.with_name("error.json")),
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(request, indent=2))
@@ -47,7 +49,7 @@ def run_request(request: dict[str, Any], log) -> dict[str, Any]:
         # The launcher only sees an exit code; this file tells it what went wrong and whether a
         # retry could help (a killed process writes nothing here and is retried).
         if int(os.environ.get("RANK", "0")) == 0:
-            error_path(request["report_path"]).write_text(json.dumps({"type": type(error).__name__, "message": str(error)}))
+            Path(request["error_path"]).write_text(json.dumps({"type": type(error).__name__, "message": str(error)}))
         raise
     result = asdict(report) | {"trainable_percent": report.trainable_percent}
     if int(os.environ.get("RANK", "0")) == 0:
@@ -55,11 +57,6 @@ def run_request(request: dict[str, Any], log) -> dict[str, Any]:
         staging.write_text(json.dumps(result, indent=2))
         staging.replace(request["report_path"])
     return result
-
-
-def error_path(report_path: str | Path) -> Path:
-    """Where process 0 writes the error that stopped training: beside the report."""
-    return Path(report_path).with_name("error.json")
 
 
 def read_request(path: str) -> dict[str, Any]:
