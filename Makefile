@@ -12,9 +12,6 @@ PYTEST_ARGS ?=
 NEWEST_MINOR ?= 3.13
 PYENV_VERSIONS ?= $(or $(PYENV_ROOT),$(HOME)/.pyenv)/versions
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
-# Per-file progress bars of transformers/datasets drown the training progress lines in run logs.
-export HF_HUB_DISABLE_PROGRESS_BARS ?= 1
-export HF_DATASETS_DISABLE_PROGRESS_BARS ?= 1
 
 .PHONY: install demo ui test test-unit test-newest clean-data
 

@@ -14,9 +14,14 @@ from resources.landing import LandingZone
 from resources.storage import ArtifactStore
 
 ENVIRONMENTS = ("local",)
+# Per-file download/save bars from transformers and datasets drown the training progress lines in
+# run logs. Set (unless already set) where the definitions load: `dagster dev`, the demo, the tests.
+QUIET_PROGRESS = {"HF_HUB_DISABLE_PROGRESS_BARS": "1", "HF_DATASETS_DISABLE_PROGRESS_BARS": "1"}
 
 
 def resources_for(environment: str | None = None) -> dict:
+    for name, value in QUIET_PROGRESS.items():
+        os.environ.setdefault(name, value)
     environment = environment or os.environ.get("LORALINE_ENV", "local")
     if environment not in ENVIRONMENTS:
         raise ValueError(f"unknown LORALINE_ENV {environment!r}; known: {', '.join(ENVIRONMENTS)}")

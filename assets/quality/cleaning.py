@@ -72,13 +72,28 @@ class CleaningSummary:
 
 
 def record_key(roles: list[str], contents: list[str]) -> str:
-    """The canonical text of a record, used for hashing: roles and contents, unambiguously joined."""
-    return "\x1e".join(f"{role}\x1f{content}" for role, content in zip(roles, contents))
+    """The canonical text of one record, computed as cleaning computes it (`record_texts`)."""
+    return record_texts(pl.DataFrame({"roles": [roles], "contents": [contents]}))["_key"][0]
 
 
 def content_hash(roles: list[str], contents: list[str]) -> str:
-    """Stable 128-bit hash of a record (blake2b, unlike polars' hash which may change between releases)."""
-    return hashlib.blake2b(record_key(roles, contents).encode("utf-8"), digest_size=16).hexdigest()
+    """One record's hash, computed as cleaning computes it."""
+    return key_hash(record_key(roles, contents))
+
+
+def key_hash(key: str | None) -> str:
+    """Stable 128-bit hash of a record key (blake2b, unlike polars' hash which may change between releases)."""
+    return hashlib.blake2b((key or "").encode("utf-8"), digest_size=16).hexdigest()
+
+
+def record_texts(frame: pl.DataFrame) -> pl.DataFrame:
+    """Per row: `_key`, roles and contents unambiguously joined (what the content hash is of), and
+    `_near_text`, the readable text near-duplicate detection compares."""
+    return (frame.select(pl.int_range(pl.len(), dtype=pl.UInt32).alias("_row"), "roles", "contents")
+            .explode("roles", "contents")
+            .group_by("_row", maintain_order=True)
+            .agg(pl.concat_str("roles", pl.lit("\x1f"), "contents").str.join("\x1e").alias("_key"),
+                 pl.concat_str("roles", pl.lit(": "), "contents").str.join("\n").alias("_near_text")))
 
 
 def clean_corpus(raw: pl.DataFrame, config: CleaningConfig) -> CleaningResult:
@@ -195,12 +210,8 @@ def _features(frame: pl.DataFrame, config: CleaningConfig) -> pl.DataFrame:
     """Hash, length, repetition and the first filter (other than duplicates) that hits each row."""
     if config.languages:
         frame = frame.with_columns(language_column(frame))
-    pairs = (frame.select(pl.int_range(pl.len(), dtype=pl.UInt32).alias("_row"), "roles", "contents")
-             .explode("roles", "contents")
-             .group_by("_row", maintain_order=True)
-             .agg(pl.concat_str("roles", pl.lit("\x1f"), "contents").str.join("\x1e").alias("_key"),
-                  pl.concat_str("roles", pl.lit(": "), "contents").str.join("\n").alias("_near_text")))
-    hashes = [hashlib.blake2b((key or "").encode("utf-8"), digest_size=16).hexdigest() for key in pairs["_key"].to_list()]
+    pairs = record_texts(frame)
+    hashes = [key_hash(key) for key in pairs["_key"].to_list()]
     target = pl.col("roles").list.eval(pl.element().is_in(_TARGET_ROLES)).cast(pl.List(pl.Int64))
     turn_chars = pl.col("contents").list.eval(pl.element().str.len_chars()).cast(pl.List(pl.Int64))
     lines = pl.col("contents").list.join("\n").str.split("\n").list.eval(pl.element().filter(pl.element() != ""))
