@@ -13,7 +13,7 @@ NEWEST_MINOR ?= 3.13
 PYENV_VERSIONS ?= $(or $(PYENV_ROOT),$(HOME)/.pyenv)/versions
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 
-.PHONY: install demo ui test test-unit test-newest clean-data
+.PHONY: install demo ui test test-unit test-newest lint clean-data
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,11 @@ ui: install
 
 test: install
 	$(BIN)/pytest -q $(PYTEST_ARGS)
+
+# Style (ruff: pycodestyle, pyflakes, import order) and the floors of the code (tests/layers.py).
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/python tests/layers.py
 
 # The fast tier: pure code in the test process, under a minute.
 test-unit: install

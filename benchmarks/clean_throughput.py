@@ -127,8 +127,8 @@ def run_pandas(rows: Path, out: Path) -> dict:
 
     import pandas as pd
 
-    from assets.settings.cleaning import CleaningConfig
     from assets.quality.near_dups import cluster_signatures
+    from assets.settings.cleaning import CleaningConfig
 
     config = CleaningConfig()
     crlf, control = re.compile(r"\r\n?"), re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")

@@ -6,8 +6,8 @@ from pathlib import Path
 import dagster as dg
 from pydantic import BaseModel, Field
 
-from assets.settings.domain_file import SECTIONS, DomainSettingsError, effective_config, load_domain_folder_settings
 from assets.common.domains import InvalidDomainKey, validate_domain_key
+from assets.settings.domain_file import SECTIONS, DomainSettingsError, effective_config, load_domain_folder_settings
 
 DEFAULT_LANDING_DIR = "data/landing"
 

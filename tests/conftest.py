@@ -12,7 +12,8 @@ mark only where its folder mixes kinds:
   matrix       the model-family matrix (tests/families/).
 A unit test that starts a process fails, naming itself, so the tiers cannot drift unnoticed.
 
-Not to be imported by name: tests/training has its own conftest.py that its tests `import conftest` for.
+Shared helpers live in modules imported by name (numerics.py, training/toy_data.py, families/); no
+test imports a conftest.
 """
 
 import os

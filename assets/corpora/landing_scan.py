@@ -11,9 +11,9 @@ signature (names, sizes, modification times) is kept beside it, so an idle tick 
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from assets.settings.domain_file import SETTINGS_NAMES, settings_files
 from assets.common.hashing import files_fingerprint, json_fingerprint
 from assets.corpora.readers import list_domain_files
+from assets.settings.domain_file import SETTINGS_NAMES, settings_files
 
 KEY_CHARS = 20  # 80 bits of each hash keep the cursor compact and collisions out of reach
 

@@ -25,9 +25,24 @@ from typing import Any, BinaryIO, Callable
 import polars as pl
 
 from assets.corpora.decoding import (
-    HEAD_BYTES, DecodeFailure, JsonStop, RowFeed, RowTooLarge, TextStart, format_limit, invalid_cell,
-    iter_json_values, iter_lines, iter_text, json_error, open_text, path_name, printable, snippet,
-    undecodable_line, utf8_stream,
+    HEAD_BYTES,
+    DecodeFailure,
+    JsonStop,
+    RowFeed,
+    RowTooLarge,
+    TextStart,
+    format_limit,
+    invalid_cell,
+    iter_json_values,
+    iter_lines,
+    iter_text,
+    json_error,
+    open_text,
+    path_name,
+    printable,
+    snippet,
+    undecodable_line,
+    utf8_stream,
 )
 from assets.corpora.records import parse_record
 from assets.settings.domain_file import SETTINGS_NAMES

@@ -9,8 +9,8 @@ import dagster as dg
 from assets.common.atomic import atomic_directory
 from assets.evaluation.leaderboard import cross_domain_losses, forgetting_markdown, leaderboard_markdown
 from assets.evaluation.metrics import evaluate_adapter, generations_markdown
-from assets.settings.evaluation import EvaluationConfig
 from assets.partitions import domain_partitions
+from assets.settings.evaluation import EvaluationConfig
 from resources.compute import ComputeSettings
 from resources.landing import LandingZone
 from resources.lineage import begin, kept_merged_model, latest_record, upstream_data_version, upstream_path

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from assets.models.scoring import supervised_loss
 from assets.models.loading import load_quantized_base, load_tokenizer, pick_compute_dtype
+from assets.models.scoring import supervised_loss
 
 
 @dataclass(frozen=True)

@@ -10,10 +10,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from assets.models.scoring import supervised_loss
-from assets.settings.evaluation import EvaluationConfig
 from assets.models.batches import IGNORE_INDEX
 from assets.models.loading import load_quantized_base, load_tokenizer, pick_compute_dtype
+from assets.models.scoring import supervised_loss
+from assets.settings.evaluation import EvaluationConfig
 
 
 @dataclass(frozen=True)

@@ -8,12 +8,12 @@ import dagster as dg
 import polars as pl
 
 from assets.common.atomic import atomic_directory
-from assets.partitions import domain_partitions
 from assets.expectations.checks import check_results
+from assets.partitions import domain_partitions
 from assets.quality.cleaning import CleaningSummary, clean_parquet
-from assets.settings.cleaning import CleaningConfig
 from assets.quality.expectations import CHECKS, run_corpus_checks
 from assets.quality.rejections import Reconciliation, collect_rejections, reason_counts, reconcile
+from assets.settings.cleaning import CleaningConfig
 from resources.landing import LandingZone
 from resources.lineage import logical_version, published, reuse_if_unchanged, upstream_path
 from resources.storage import ArtifactStore

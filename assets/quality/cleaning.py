@@ -26,10 +26,10 @@ import polars as pl
 import pyarrow.parquet as pq
 
 from assets.common.memory import return_freed_memory
-from assets.settings.cleaning import FILTERS, CleaningConfig
 from assets.quality.language import language_column
 from assets.quality.near_dups import cluster_signatures, signatures
 from assets.quality.pii import scrub
+from assets.settings.cleaning import FILTERS, CleaningConfig
 
 __all__ = ["CleaningResult", "CleaningSummary", "clean_corpus", "clean_parquet", "content_hash", "record_key"]
 

@@ -7,8 +7,8 @@ It runs over the clean rows' profile (`cleaning.PROFILE_COLUMNS`) plus one row p
 
 import polars as pl
 
-from assets.settings.cleaning import CleaningConfig
 from assets.expectations.suites import CheckOutcome, Expect, validate
+from assets.settings.cleaning import CleaningConfig
 
 # name -> what passing means; the wrapper declares one blocking check per name.
 CHECKS: dict[str, str] = {

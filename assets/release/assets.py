@@ -7,8 +7,8 @@ import dagster as dg
 from assets.common.atomic import atomic_directory
 from assets.partitions import domain_partitions
 from assets.release.merging import MergeReport, merge_adapter
-from assets.settings.merge import MergeConfig
 from assets.release.model_card import model_lineage, write_model_card
+from assets.settings.merge import MergeConfig
 from resources.compute import ComputeSettings
 from resources.landing import LandingZone
 from resources.lineage import begin, kept_merged_model, latest_materialization, upstream_data_version

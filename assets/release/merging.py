@@ -9,11 +9,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from assets.models.batches import pad_batch
+from assets.models.chat_format import chat_format
+from assets.models.loading import load_full_precision_base, load_tokenizer
 from assets.models.scoring import supervised_loss
 from assets.settings.merge import MergeConfig
-from assets.models.chat_format import chat_format
-from assets.models.batches import pad_batch
-from assets.models.loading import load_full_precision_base, load_tokenizer
 
 
 @dataclass(frozen=True)

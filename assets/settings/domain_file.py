@@ -19,8 +19,8 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from assets.settings.evaluation import EvaluationConfig
 from assets.settings.cleaning import CleaningConfig
+from assets.settings.evaluation import EvaluationConfig
 from assets.settings.merge import MergeConfig
 from assets.settings.tokenization import TokenizationConfig
 from assets.settings.training import QLoraConfig

@@ -30,7 +30,7 @@ class QLoraConfig(BaseModel):
         "auto",
         description="dtype of the de-quantised matmuls. 'auto' picks bfloat16 where the device "
         "has native bf16 (CUDA with bf16, CPUs with AVX512-BF16/AMX), else float32: emulated "
-        "bf16 on an AVX2-only CPU measured 5x slower than float32.",
+        "bf16 on an AVX2-only CPU is several times slower (figures in the README, Training).",
     )
     epochs: float = Field(3.0, gt=0, description="Passes over the training split (ignored when max_steps > 0).")
     max_steps: int = Field(-1, description="Optimiser steps; > 0 overrides epochs. Useful for quick tries.")
@@ -44,13 +44,15 @@ class QLoraConfig(BaseModel):
     packing: Literal["auto", "blocks", "by_length", "off"] = Field(
         "auto",
         description="How examples fill micro-batches. 'blocks': packed into rows of the longest example's "
-        "length with position ids restarting per example (no attention across examples), ~1% padding, "
-        "1.62x real tokens/s on our CPU; 'by_length': similar lengths batched together, padded (1.53x); "
-        "'off': random batches padded to their longest (40-60% padding). 'auto' picks 'blocks' unless "
-        "'by_length' pads clearly less (a narrow mix of long examples, where one fills a block).",
+        "length with position ids restarting per example (no attention across examples), little padding, "
+        "the most real tokens/s; 'by_length': similar lengths batched together, padded; 'off': random "
+        "batches padded to their longest (the most padding). 'auto' picks 'blocks' unless 'by_length' "
+        "pads clearly less (a narrow mix of long examples, where one fills a block). Measured figures: "
+        "README, Training.",
     )
     gradient_checkpointing: bool = Field(
-        False, description="Recompute activations in backward: less memory, 9-31% slower here. Turn on for long sequences on a GPU."
+        False, description="Recompute activations in backward: less memory, slower steps (README, Training). "
+        "Turn on for long sequences on a GPU."
     )
     seed: int = Field(42, description="Seed of adapter init, dropout and data order: same seed and data give the same adapter.")
     logging_steps: int = Field(5, ge=1, description="Steps between progress lines in the run log.")

@@ -6,13 +6,13 @@ import dagster as dg
 import polars as pl
 
 from assets.common.atomic import atomic_directory
-from assets.partitions import domain_partitions
 from assets.expectations.checks import check_results
 from assets.models.chat_format import chat_format
+from assets.models.loading import load_tokenizer
+from assets.partitions import domain_partitions
+from assets.settings.tokenization import TokenizationConfig
 from assets.tokenization.expectations import CHECKS, run_dataset_checks
 from assets.tokenization.tokenizing import RoundTrip, TokenizedCorpus, effective_config, round_trip, tokenize_corpus
-from assets.settings.tokenization import TokenizationConfig
-from assets.models.loading import load_tokenizer
 from resources.landing import LandingZone
 from resources.lineage import begin, latest_materialization
 from resources.storage import ArtifactStore

@@ -15,7 +15,6 @@ from assets.models.batches import IGNORE_INDEX, count_supervised
 from assets.models.chat_format import ChatFormat, TemplateRefused, fold_system, render_with_spans, supervise_spans
 
 
-
 @dataclass(frozen=True)
 class Example:
     input_ids: list[int]

@@ -11,9 +11,9 @@ from typing import Any
 
 import polars as pl
 
-from assets.settings.tokenization import TokenizationConfig
 from assets.models.batches import count_supervised
 from assets.models.chat_format import ChatFormat, chat_format
+from assets.settings.tokenization import TokenizationConfig
 from assets.tokenization.formatting import encode_record, round_trip_mismatch, text_difference
 
 _QUANTILES = (0.5, 0.9, 0.99)

@@ -23,7 +23,6 @@ import random
 from dataclasses import dataclass
 from typing import Literal
 
-
 Packing = Literal["auto", "blocks", "by_length", "off"]
 LENGTH_WINDOW = 50  # micro-batches per by_length sorting window: long enough to group, short enough to mix
 

@@ -26,13 +26,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from assets.models.chat_format import FALLBACK_CHAT_TEMPLATE
-from assets.training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
-from assets.settings.training import QLoraConfig
-from assets.models.loading import load_quantized_base, load_tokenizer, pick_compute_dtype
-from assets.training.packing import StepStream, choose_layout, pad_share_of, steps_for
 from assets.models.batches import collate_rows, supervised_tokens
+from assets.models.chat_format import FALLBACK_CHAT_TEMPLATE
+from assets.models.loading import load_quantized_base, load_tokenizer, pick_compute_dtype
 from assets.models.targets import TargetPlan, model_skeleton, resolve_targets
+from assets.settings.training import QLoraConfig
+from assets.training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from assets.training.packing import StepStream, choose_layout, pad_share_of, steps_for
 
 
 @dataclass(frozen=True)
@@ -237,7 +237,8 @@ def train(trainee: Trainee, dataset: Any, stream: StepStream, run: Run, total: i
 
     layout, world, rank = stream.layout, processes.world, processes.rank
     if rank == 0:
-        rows = f"rows of {layout.block_len} tokens, {layout.rows_per_batch} per micro-batch" if layout.block_len else f"{layout.rows_per_batch} examples per micro-batch"
+        rows = (f"rows of {layout.block_len} tokens, {layout.rows_per_batch} per micro-batch" if layout.block_len
+                else f"{layout.rows_per_batch} examples per micro-batch")
         log(f"batches: {layout.mode} ({rows}), padding {pad_share_of(stream.first_epoch, stream.lengths, layout.block_len):.1%} "
             f"of an epoch's positions; {stream.per_step} micro-batches per step on {world} process(es)")
     ids, labels = dataset["input_ids"], dataset["labels"]

@@ -9,7 +9,12 @@ import polars as pl
 import pytest
 
 from assets.corpora.readers import (
-    QUARANTINE_SCHEMA, ROW_SCHEMA, SUPPORTED_SUFFIXES, ReadResult, list_domain_files, read_domain,
+    QUARANTINE_SCHEMA,
+    ROW_SCHEMA,
+    SUPPORTED_SUFFIXES,
+    ReadResult,
+    list_domain_files,
+    read_domain,
     read_file,
 )
 

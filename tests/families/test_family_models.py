@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from family_models import FAMILIES, build_family_model, chat_template
 
 HERE = Path(__file__).resolve().parent

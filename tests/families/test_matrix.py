@@ -21,10 +21,10 @@ from family_specs import FAMILIES
 from assets.corpora.assets import raw_corpus
 from assets.evaluation.assets import adapter_evaluation
 from assets.foundation.assets import base_model
+from assets.models.chat_format import FALLBACK_CHAT_TEMPLATE
 from assets.quality.assets import clean_corpus
 from assets.release.assets import merged_model
 from assets.tokenization.assets import training_dataset
-from assets.models.chat_format import FALLBACK_CHAT_TEMPLATE
 from assets.tokenization.formatting import supervised_runs
 from assets.training.assets import qlora_adapter
 from pipelines.environment import resources_for
@@ -84,7 +84,7 @@ def latest(instance: dg.DagsterInstance, asset: str, partition: str | None = DOM
 
 
 def run_family(root: Path, family: str, overrides: dict) -> tuple[dg.DagsterInstance, dg.ExecuteInProcessResult, list[dict]]:
-    base_dir = build_family_model(family, root / "base", **overrides)
+    build_family_model(family, root / "base", **overrides)
     landing = root / "landing" / DOMAIN
     landing.mkdir(parents=True)
     rows = conversations()

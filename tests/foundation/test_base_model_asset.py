@@ -7,7 +7,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 import torch
-from tiny_models import model_copy, other_weights, pickled_model, reference_logits, tiny_model  # noqa: F401 (fixtures)
+from model_logits import reference_logits
 
 from assets.common.hashing import directory_fingerprint, file_sha256
 from assets.foundation.assets import base_model

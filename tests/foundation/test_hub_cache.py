@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from tiny_models import model_copy, pickled_model, reference_logits, tiny_model  # noqa: F401 (fixtures)
+from model_logits import reference_logits
 
 from assets.common.hashing import file_sha256
 from assets.foundation.hub import loading_files

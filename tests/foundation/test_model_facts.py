@@ -4,12 +4,11 @@ import json
 from pathlib import Path
 
 import pytest
-from tiny_models import model_copy, tiny_model  # noqa: F401 (fixtures)
 
 from assets.foundation.model_facts import check_native_architecture, model_facts, read_config
 from assets.foundation.resolve import resolve_base_model
-from assets.settings.base_model import parse_base_model_spec
 from assets.foundation.tiny_llama import BOS, EOS, PAD
+from assets.settings.base_model import parse_base_model_spec
 
 CUSTOM_AUTO_MAP = {"AutoConfig": "configuration_mymodel.MyConfig", "AutoModelForCausalLM": "modeling_mymodel.MyForCausalLM"}
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from tiny_models import model_copy, other_weights, pickled_model, reference_logits, tiny_model  # noqa: F401 (fixtures)
+from model_logits import reference_logits
 
 from assets.common.hashing import directory_fingerprint, file_sha256
 from assets.foundation.model_files import publish_model_copy, select_model_files

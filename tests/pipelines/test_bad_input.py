@@ -7,7 +7,6 @@ import dagster as dg
 import pytest
 
 from assets.common.domains import InvalidDomainKey
-from landing_zone import landing  # noqa: F401 (fixture)
 from pipelines.definitions import defs
 from pipelines.registration import register_domains
 from resources.landing import LandingZone

@@ -51,7 +51,8 @@ def test_every_step_succeeds_and_every_check_passes(chain: dict) -> None:
     materialized = {event.asset_key.to_user_string() for event in result.get_asset_materialization_events()}
     assert materialized == {"raw_corpus", "clean_corpus", "quarantined_rows", "training_dataset", "qlora_adapter", "adapter_evaluation", "merged_model"}
     evaluations = result.get_asset_check_evaluations()
-    assert {e.check_name for e in evaluations} >= {"adapter_beats_base", "merge_matches_adapter", "no_duplicates_left", "examples_supervised", "counts_reconcile"}
+    assert {e.check_name for e in evaluations} >= {
+        "adapter_beats_base", "merge_matches_adapter", "no_duplicates_left", "examples_supervised", "counts_reconcile"}
     assert all(e.passed for e in evaluations), [(e.check_name, e.description) for e in evaluations if not e.passed]
 
 
@@ -99,7 +100,8 @@ def test_merged_model_loads_and_matches_the_adapter(chain: dict) -> None:
     adapter_dir = Path(metadata(chain, "qlora_adapter")["path"])
     base_dir = base_model_dir(chain)
     tokenizer = AutoTokenizer.from_pretrained(merged_dir)
-    ids = tokenizer.apply_chat_template([{"role": "user", "content": "My router keeps dropping Wi-Fi."}], add_generation_prompt=True, return_tensors="pt", return_dict=True)["input_ids"]
+    ids = tokenizer.apply_chat_template([{"role": "user", "content": "My router keeps dropping Wi-Fi."}], add_generation_prompt=True,
+                                        return_tensors="pt", return_dict=True)["input_ids"]
     merged = AutoModelForCausalLM.from_pretrained(merged_dir)
     adapted = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base_dir), adapter_dir)
     with torch.no_grad():
@@ -113,7 +115,8 @@ def test_model_card_carries_the_lineage(chain: dict) -> None:
     lineage = json.loads((merged_dir / "lineage.json").read_text())
     assert lineage["domain"] == "support"
     assert lineage["base_model"]["spec"] == "builtin:tiny-llama"
-    assert lineage["data_versions"]["raw_corpus"] == chain["result"].get_asset_materialization_events()[0].step_materialization_data.materialization.tags["dagster/data_version"]
+    first = chain["result"].get_asset_materialization_events()[0].step_materialization_data.materialization
+    assert lineage["data_versions"]["raw_corpus"] == first.tags["dagster/data_version"]
     assert lineage["dagster_run_id"] == chain["result"].run_id
     assert lineage["training"]["max_steps"] == 30
     card = (merged_dir / "README.md").read_text()

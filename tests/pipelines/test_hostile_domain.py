@@ -9,7 +9,6 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 
-from landing_zone import landing  # noqa: F401 (fixture)
 from pipelines.definitions import defs
 from pipelines.registration import register_domains
 

@@ -104,7 +104,8 @@ def test_new_data_makes_exactly_its_chain_stale_and_retrains_only_it(world) -> N
     instance, landing = world["instance"], world["landing"]
     assert set(staleness(instance, "cooking").values()) == {StaleStatus.FRESH}
     extra = landing / "cooking" / "more.jsonl"
-    extra.write_text(json.dumps({"instruction": "How long do I rest a steak?", "output": "Rest it for five minutes, loosely covered with foil, so the juices settle."}) + "\n")
+    answer = "Rest it for five minutes, loosely covered with foil, so the juices settle."
+    extra.write_text(json.dumps({"instruction": "How long do I rest a steak?", "output": answer}) + "\n")
     os.utime(extra, (time.time() - 60,) * 2)
     adapter_before = latest(instance, "qlora_adapter", "cooking")
     # Dagster marks an asset stale when a direct input has a new data version; materializing the

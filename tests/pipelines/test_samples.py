@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.samples import (BROKEN_SUPPORT_LINES, MAX_CHARS, MIN_CHARS, SAMPLE_DOMAINS,
-                               record_chars, seed_sample_domains)
+from pipelines.samples import BROKEN_SUPPORT_LINES, MAX_CHARS, MIN_CHARS, SAMPLE_DOMAINS, record_chars, seed_sample_domains
 
 ROWS = 240
 FILES = {"support": ["conversations.jsonl"], "cooking": ["recipes.json", "techniques.csv"],

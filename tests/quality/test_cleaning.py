@@ -171,7 +171,8 @@ def test_too_short_and_too_long_with_inclusive_bounds():
     result = clean(rows, min_chars=10, max_chars=20)
     assert result.clean["line"].to_list() == [2, 3, 4]
     assert dict(zip(result.filtered["line"], result.filtered["filter"])) == {1: "too_short", 5: "too_long"}
-    assert result.counts == {"empty_after_cleaning": 0, "too_short": 1, "too_long": 1, "repetitive": 0, "wrong_language": 0, "exact_duplicate": 0, "near_duplicate": 0}
+    assert result.counts == {"empty_after_cleaning": 0,
+                             "too_short": 1, "too_long": 1, "repetitive": 0, "wrong_language": 0, "exact_duplicate": 0, "near_duplicate": 0}
     assert_reconciles(rows, result)
 
 
@@ -241,7 +242,8 @@ def test_turn_boundaries_matter_for_duplicates():
 def test_rows_filtered_for_length_are_not_counted_as_duplicates():
     rows = [row("tiny", line=1), row("tiny", line=2), row(LONG_ENOUGH, line=3)]
     result = clean(rows)
-    assert result.counts == {"empty_after_cleaning": 0, "too_short": 2, "too_long": 0, "repetitive": 0, "wrong_language": 0, "exact_duplicate": 0, "near_duplicate": 0}
+    assert result.counts == {"empty_after_cleaning": 0,
+                             "too_short": 2, "too_long": 0, "repetitive": 0, "wrong_language": 0, "exact_duplicate": 0, "near_duplicate": 0}
     assert_reconciles(rows, result)
 
 
@@ -285,7 +287,8 @@ def test_counts_reconcile_on_a_mixed_corpus():
             rows.append(row([f"Question number {i} here?", "\x00"], line=i))
     result = clean(rows, max_chars=200)
     assert_reconciles(rows, result)
-    assert result.counts == {"empty_after_cleaning": 8, "too_short": 8, "too_long": 8, "repetitive": 0, "wrong_language": 0, "exact_duplicate": 7, "near_duplicate": 0}
+    assert result.counts == {"empty_after_cleaning": 8,
+                             "too_short": 8, "too_long": 8, "repetitive": 0, "wrong_language": 0, "exact_duplicate": 7, "near_duplicate": 0}
     assert len(result.clean) == 9
     assert result.clean["content_hash"].is_unique().all()
     # Every filtered row keeps its provenance and its original kind.

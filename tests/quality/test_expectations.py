@@ -7,10 +7,10 @@ tests share the outcomes of a few small validation runs (each run after the firs
 import polars as pl
 import pytest
 
-from assets.quality.cleaning import content_hash
-from assets.settings.cleaning import CleaningConfig
-from assets.quality.expectations import CHECKS, run_corpus_checks
 from assets.expectations.suites import CheckOutcome, _short
+from assets.quality.cleaning import content_hash
+from assets.quality.expectations import CHECKS, run_corpus_checks
+from assets.settings.cleaning import CleaningConfig
 
 CONFIG = CleaningConfig(min_chars=10, max_chars=100, min_rows=3)
 MIN_CHARS, MAX_CHARS = CONFIG.min_chars, CONFIG.max_chars

@@ -6,8 +6,8 @@ import polars as pl
 
 from assets.corpora.readers import ROW_SCHEMA
 from assets.quality.cleaning import clean_corpus
-from assets.settings.cleaning import CleaningConfig
 from assets.quality.near_dups import band_layout, find_near_duplicates, signatures
+from assets.settings.cleaning import CleaningConfig
 from assets.tokenization.tokenizing import split_of
 
 WORDS = ("river mountain forest engine kettle violin harbor lantern pepper saddle comet glacier orchard "

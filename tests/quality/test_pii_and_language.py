@@ -5,9 +5,9 @@ import pytest
 
 from assets.corpora.readers import ROW_SCHEMA
 from assets.quality.cleaning import clean_corpus
-from assets.settings.cleaning import CleaningConfig
 from assets.quality.language import identify
 from assets.quality.pii import scrub
+from assets.settings.cleaning import CleaningConfig
 
 
 def rows(*texts: str) -> pl.DataFrame:

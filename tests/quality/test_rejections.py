@@ -4,8 +4,8 @@ import polars as pl
 
 from assets.corpora.readers import QUARANTINE_SCHEMA, ROW_SCHEMA
 from assets.quality.cleaning import clean_corpus
-from assets.settings.cleaning import CleaningConfig
 from assets.quality.rejections import collect_rejections, reason_counts, reconcile
+from assets.settings.cleaning import CleaningConfig
 
 
 def raw_rows(texts: list[str]) -> pl.DataFrame:

@@ -5,14 +5,14 @@ to catch a merge that lost the update or went through 4-bit weights."""
 import datasets
 import pytest
 import torch
+from numerics import bf16_tolerance
 
+from assets.models.batches import pad_batch
+from assets.models.loading import load_full_precision_base, load_tokenizer
+from assets.models.targets import model_skeleton, resolve_targets
 from assets.release.merging import merge_adapter
 from assets.settings.merge import MergeConfig
-from assets.models.batches import pad_batch
-from assets.models.targets import model_skeleton, resolve_targets
 from assets.settings.training import ALL_LINEAR
-from assets.models.loading import load_full_precision_base, load_tokenizer
-from numerics import bf16_tolerance
 
 
 @pytest.fixture(scope="module")

@@ -3,8 +3,8 @@
 import polars as pl
 import pytest
 
-from assets.tokenization.expectations import CHECKS, run_dataset_checks
 from assets.settings.tokenization import TokenizationConfig
+from assets.tokenization.expectations import CHECKS, run_dataset_checks
 
 CONFIG = TokenizationConfig(max_seq_len=64, max_truncated_share=0.25)
 

@@ -5,10 +5,10 @@ its own template and with templates shaped like published ones that are not pref
 import pytest
 
 from assets.foundation.tiny_llama import BOS, EOS, build_tokenizer
-from assets.tokenization import formatting
-from assets.models.chat_format import FALLBACK_CHAT_TEMPLATE, TEMPLATE_DATE, chat_format, fold_system, render_with_spans
-from assets.tokenization.formatting import Example, encode_record, encode_text, round_trip_mismatch, supervised_runs
 from assets.models.batches import IGNORE_INDEX
+from assets.models.chat_format import FALLBACK_CHAT_TEMPLATE, TEMPLATE_DATE, chat_format, fold_system, render_with_spans
+from assets.tokenization import formatting
+from assets.tokenization.formatting import Example, encode_record, encode_text, round_trip_mismatch, supervised_runs
 
 REVERSED_TEMPLATE = (
     "{% for m in messages | reverse %}{{ m['role'] }}: {{ m['content'] }}<|end|>\n{% endfor %}"
@@ -34,7 +34,8 @@ DROPS_REASONING = (
     "{{ '<|' + m['role'] + '|>\\n' + c + '<|end|>\\n' }}{% endfor %}"
 )
 # Llama 2's shape: a space, then EOS, after each answer.
-SPACE_THEN_EOS = "{% for m in messages %}{% if m['role'] == 'user' %}{{ '[INST] ' + m['content'] + ' [/INST]' }}{% else %}{{ ' ' + m['content'] + ' ' + eos_token }}{% endif %}{% endfor %}"
+SPACE_THEN_EOS = ("{% for m in messages %}{% if m['role'] == 'user' %}{{ '[INST] ' + m['content'] + ' [/INST]' }}"
+                  "{% else %}{{ ' ' + m['content'] + ' ' + eos_token }}{% endif %}{% endfor %}")
 DATED = "{{ 'Today: ' + date_string + '\\n' }}{% for m in messages %}{{ m['content'] + '<|end|>' }}{% endfor %}"
 
 

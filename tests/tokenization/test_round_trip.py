@@ -5,18 +5,19 @@ from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
 
 from assets.foundation.tiny_llama import build_tokenizer
-from assets.quality.cleaning import content_hash
 from assets.models.chat_format import chat_format
+from assets.quality.cleaning import content_hash
+from assets.settings.tokenization import TokenizationConfig
 from assets.tokenization.formatting import round_trip_mismatch, text_difference
 from assets.tokenization.tokenizing import RoundTrip, round_trip
-from assets.settings.tokenization import TokenizationConfig
 
 CHAT = (["system", "user", "assistant"], ["Be brief.", "How do I reset my router?", "Hold the reset button for 10 s."])
 
 
 def word_tokenizer() -> PreTrainedTokenizerFast:
     """A word-level tokenizer that loses whitespace: decoding joins words with single spaces."""
-    words = {w: i for i, w in enumerate(["[UNK]", "</s>", "<pad>"] + "be brief how do i reset my router hold the button for 10 s . ? user system assistant : ###".split())}
+    text = "be brief how do i reset my router hold the button for 10 s . ? user system assistant : ###"
+    words = {w: i for i, w in enumerate(["[UNK]", "</s>", "<pad>"] + text.split())}
     backend = Tokenizer(models.WordLevel(words, unk_token="[UNK]"))
     backend.pre_tokenizer = pre_tokenizers.Whitespace()
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, eos_token="</s>", pad_token="<pad>", unk_token="[UNK]")

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from assets.models.chat_format import chat_format
-from assets.tokenization.formatting import encode_chat, round_trip_mismatch, supervised_runs
 from assets.models.loading import load_tokenizer
+from assets.tokenization.formatting import encode_chat, round_trip_mismatch, supervised_runs
 
 CORPUS = Path(__file__).resolve().parents[1] / "families" / "corpus.txt"
 LLAMA2_LIKE = ("{{ bos_token }}{% for m in messages %}{% if m['role'] == 'user' %}{{ '[INST] ' + m['content'] + ' [/INST]' }}"

@@ -5,12 +5,12 @@ import pytest
 from pydantic import ValidationError
 
 from assets.foundation.tiny_llama import build_tokenizer
-from assets.quality.cleaning import content_hash
-from assets.models.chat_format import chat_format
-from assets.tokenization.formatting import encode_record
 from assets.models.batches import IGNORE_INDEX
-from assets.tokenization.tokenizing import effective_config, split_of, tokenize_corpus
+from assets.models.chat_format import chat_format
+from assets.quality.cleaning import content_hash
 from assets.settings.tokenization import TokenizationConfig
+from assets.tokenization.formatting import encode_record
+from assets.tokenization.tokenizing import effective_config, split_of, tokenize_corpus
 
 SALT = "loraline-split-v1"
 

@@ -1,32 +1,8 @@
-"""Shared fixtures of the training tests: the built-in tiny base on disk and a small skewed dataset."""
+"""Fixtures of the training tests: the built-in tiny base on disk."""
 
-import random
 from pathlib import Path
 
 import pytest
-
-from assets.models.batches import IGNORE_INDEX
-
-
-def toy_examples(n: int, seed: int = 0, longest: int = 96) -> dict[str, list]:
-    """`n` byte-level examples with a skewed length mix (many short, few long); the first quarter
-    of each is a prompt (IGNORE_INDEX labels), the rest is supervised."""
-    rng = random.Random(seed)
-    rows: dict[str, list] = {"input_ids": [], "labels": [], "length": []}
-    for _ in range(n):
-        length = min(longest, 8 + int(rng.expovariate(1 / 24)))
-        ids = [256] + [rng.randrange(97, 123) for _ in range(length - 2)] + [257]
-        prompt = max(1, length // 4)
-        rows["input_ids"].append(ids)
-        rows["labels"].append([IGNORE_INDEX] * prompt + ids[prompt:])
-        rows["length"].append(length)
-    return rows
-
-
-def toy_dataset(n: int, seed: int = 0):
-    import datasets
-
-    return datasets.Dataset.from_dict(toy_examples(n, seed))
 
 
 @pytest.fixture(scope="session")

@@ -3,9 +3,8 @@
 import pytest
 import torch
 
-from assets.models.batches import IGNORE_INDEX
+from assets.models.batches import IGNORE_INDEX, pad_batch
 from assets.training.packing import pad_share_of
-from assets.models.batches import pad_batch
 
 PAD = 258
 

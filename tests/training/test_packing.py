@@ -4,13 +4,12 @@ import random
 
 import pytest
 import torch
+from numerics import bf16_tolerance
 
-from assets.models.batches import IGNORE_INDEX
+from assets.models.batches import IGNORE_INDEX, collate_rows, supervised_tokens
 from assets.settings.training import QLoraConfig
 from assets.training.packing import choose_layout, pack_blocks, pad_share_of, plan_layout
-from assets.models.batches import collate_rows, supervised_tokens
 from assets.training.recipe import build_model
-from numerics import bf16_tolerance
 
 PAD = 258
 

@@ -9,10 +9,10 @@ import time
 import dagster as dg
 import psutil
 import pytest
+from toy_data import toy_dataset
 
 from assets.models.loading import pick_compute_dtype
 from assets.training.worker import write_request
-from conftest import toy_dataset
 
 pytestmark = pytest.mark.integration  # a Dagster run with a Pipes subprocess
 
@@ -24,7 +24,8 @@ def training_asset(request):
     def adapter(context: dg.AssetExecutionContext, pipes_subprocess_client: dg.PipesSubprocessClient) -> dg.MaterializeResult:
         done = pipes_subprocess_client.run(context=context, command=[sys.executable, "-m", "assets.training", str(request)])
         report = done.get_custom_messages()[-1]
-        return dg.MaterializeResult(metadata={"steps": report["steps"], "resumed_from": report["resumed_from"] or "-", "compute_dtype": report["compute_dtype"]})
+        return dg.MaterializeResult(metadata={"steps": report["steps"], "resumed_from": report["resumed_from"] or "-",
+                                              "compute_dtype": report["compute_dtype"]})
 
     return adapter
 
@@ -78,7 +79,8 @@ def test_a_training_error_reaches_dagster_with_its_message(tiny_base, tmp_path):
     toy_dataset(3).save_to_disk(str(data))
     request = write_request(tmp_path / "request.json", tiny_base, data, tmp_path / "a", tmp_path / "c", CONFIG | {"batch_size": 8}, "cpu", tmp_path / "r.json")
     with dg.instance_for_test() as instance:
-        result = dg.materialize([training_asset(request)], instance=instance, resources={"pipes_subprocess_client": dg.PipesSubprocessClient()}, raise_on_error=False)
+        result = dg.materialize([training_asset(request)], instance=instance,
+                                resources={"pipes_subprocess_client": dg.PipesSubprocessClient()}, raise_on_error=False)
         assert not result.success
         # Pipes carries the worker's exception back as an engine event with the structured error (shown in the UI).
         closed = [e for e in instance.all_logs(result.run_id) if e.message == "[pipes] external process pipes closed with exception"]

@@ -8,14 +8,14 @@ import sys
 import time
 
 import pytest
+from numerics import bf16_tolerance
 from safetensors.torch import load_file
+from toy_data import toy_dataset
 
-from assets.training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from assets.settings.training import QLoraConfig
+from assets.training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from assets.training.recipe import train_qlora
 from assets.training.worker import write_request
-from conftest import toy_dataset
-from numerics import bf16_tolerance
 
 pytestmark = pytest.mark.integration  # worker subprocesses and torchrun
 

@@ -4,9 +4,8 @@ transformers architectures with their own module names."""
 import pytest
 import torch
 
-from assets.settings.training import QLoraConfig
 from assets.models.targets import linear_layers, output_head_name, resolve_targets, unquantizable
-from assets.settings.training import ALL_LINEAR
+from assets.settings.training import ALL_LINEAR, QLoraConfig
 
 
 def skeleton(config):

@@ -4,14 +4,13 @@ import json
 
 import pytest
 import torch
-from safetensors.torch import load_file
-
-from assets.models.batches import IGNORE_INDEX
-from assets.settings.training import QLoraConfig
-from assets.models.batches import collate_rows, supervised_tokens
-from assets.training.recipe import DatasetTooSmall, NonFiniteLoss, build_model, micro_batch_loss, train_qlora
-from conftest import toy_dataset
 from numerics import bf16_tolerance
+from safetensors.torch import load_file
+from toy_data import toy_dataset
+
+from assets.models.batches import IGNORE_INDEX, collate_rows, supervised_tokens
+from assets.settings.training import QLoraConfig
+from assets.training.recipe import DatasetTooSmall, NonFiniteLoss, build_model, micro_batch_loss, train_qlora
 
 QUICK = dict(max_steps=6, batch_size=4, logging_steps=2, save_steps=1000)
 

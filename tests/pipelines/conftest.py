@@ -1,5 +1,4 @@
-"""The `landing` fixture of the pipeline tests (imported by name): an empty landing zone and artifact
-store in a temporary folder. Not a conftest.py: tests/training has one, and `import conftest` must stay unambiguous."""
+"""Fixtures of the pipeline tests: `landing`, an empty landing zone and artifact store in a temporary folder."""
 
 from pathlib import Path
 

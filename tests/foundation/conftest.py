@@ -1,5 +1,4 @@
-"""Shared fixtures of the foundation tests: real tiny models on disk, written once per session.
-Not a conftest.py: tests/training has one, and `import conftest` must stay unambiguous."""
+"""Shared fixtures of the foundation tests: real tiny models on disk, written once per session."""
 
 import shutil
 from pathlib import Path
@@ -37,13 +36,3 @@ def pickled_model(model_copy: Path) -> Path:
     (model_copy / "model.safetensors").unlink()
     torch.save(tensors, model_copy / "pytorch_model.bin")
     return model_copy
-
-
-def reference_logits(model_dir: Path):
-    """Logits (batch 1, 6 tokens, vocab) of the model in `model_dir`, loaded from safetensors only."""
-    import torch
-    from transformers import AutoModelForCausalLM
-
-    model = AutoModelForCausalLM.from_pretrained(model_dir, use_safetensors=True).eval()
-    with torch.no_grad():
-        return model(input_ids=torch.tensor([[256, 260, 104, 105, 10, 257]])).logits
