@@ -8,7 +8,7 @@ import polars as pl
 from assets.common.atomic import atomic_directory
 from assets.common.hashing import files_fingerprint, json_fingerprint
 from assets.corpora.landing_scan import landing_fingerprint
-from assets.corpora.readers import list_domain_files
+from assets.corpora.listing import list_domain_files
 from assets.corpora.writing import WrittenDomain, write_domain
 from assets.partitions import domain_partitions
 from resources.landing import LandingZone

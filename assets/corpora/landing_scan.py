@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from assets.common.hashing import files_fingerprint, json_fingerprint
-from assets.corpora.readers import list_domain_files
+from assets.corpora.listing import list_domain_files
 from assets.settings.domain_file import SETTINGS_NAMES, settings_files
 
 KEY_CHARS = 20  # 80 bits of each hash keep the cursor compact and collisions out of reach

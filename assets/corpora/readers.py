@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,23 +37,19 @@ from assets.corpora.decoding import (
     iter_text,
     json_error,
     open_text,
-    path_name,
     printable,
     snippet,
     undecodable_line,
     utf8_stream,
 )
+from assets.corpora.listing import SUPPORTED_SUFFIXES, os_error, scan_domain_files
 from assets.corpora.records import parse_record
-from assets.settings.domain_file import SETTINGS_NAMES
 
-SUPPORTED_SUFFIXES = (".jsonl", ".json", ".parquet", ".csv", ".txt")
 # One record (a .jsonl line, a .csv row, a .json element, a .txt file, a parquet row's text) may
 # not exceed this. Read at call time, so tests can lower it.
 MAX_RECORD_BYTES = 16 * 2**20
 # Rows a reader holds before handing them to its sink (see read_file).
 FLUSH_ROWS = 10_000
-# Names left behind by uploads in progress and editors; reading them would ingest half a file.
-_PARTIAL_ENDINGS = (".tmp", ".part", ".partial", "~")
 # Columns a csv/parquet file may carry; "input" alone identifies no shape, so it is not listed.
 SHAPE_COLUMNS = ("messages", "conversations", "instruction", "output", "text")
 _ALL_COLUMNS = SHAPE_COLUMNS + ("input",)
@@ -94,86 +89,6 @@ class ReadResult:
     @property
     def rows_in(self) -> int:
         return self.rows_kept + len(self.quarantine)
-
-
-@dataclass(frozen=True)
-class DomainListing:
-    paths: list[Path]                # data files to read, sorted by relative path
-    refused: list[tuple[str, str]]   # (relative name, reason): entries listed but never read
-
-
-def list_domain_files(domain_dir: Path, landing_root: Path | None = None) -> list[Path]:
-    """Every candidate data file under `domain_dir`, sorted by relative path (see scan_domain_files)."""
-    return scan_domain_files(domain_dir, landing_root).paths
-
-
-def scan_domain_files(domain_dir: Path, landing_root: Path | None = None) -> DomainListing:
-    """Walk `domain_dir` without trusting it.
-
-    Unsupported suffixes are listed on purpose: they are quarantined so a mis-exported file shows
-    up in the report instead of silently vanishing. Hidden names are skipped at any depth (.git,
-    .ipynb_checkpoints); the settings file only at the top, where settings are read from.
-    A symlink is followed only if it resolves inside `landing_root` (default: the domain folder's
-    parent); one pointing elsewhere (/etc, another user's home), a broken one, a name that is not
-    UTF-8 and a FIFO or device (reading it would hang) are refused with a reason. Linked folders
-    are walked after the real tree and every folder once, so a link loop cannot hang the walk.
-    """
-    domain_dir = Path(domain_dir)
-    root = domain_dir.parent if landing_root is None else Path(landing_root)
-    allowed = (Path(os.path.realpath(root)), Path(os.path.realpath(domain_dir)))
-    found: dict[str, Path] = {}
-    refused: dict[str, str] = {}
-    visited: set[str] = set()
-    linked_dirs: list[tuple[str, Path]] = []
-
-    def walk(folder: Path, prefix: str) -> None:
-        real = os.path.realpath(folder)
-        if real in visited:
-            refused[prefix.rstrip("/")] = (f"folder {path_name(real)} is read already through "
-                                           "another path (a symlink loop or a duplicate); skipped")
-            return
-        visited.add(real)
-        try:
-            entries = sorted(os.scandir(folder), key=lambda entry: entry.name)
-        except OSError as error:
-            refused[prefix.rstrip("/") or "."] = f"cannot list folder: {_os_error(error)}"
-            return
-        for entry in entries:
-            name, path = prefix + entry.name, Path(entry.path)
-            if entry.name.startswith(".") or (entry.name.endswith(_PARTIAL_ENDINGS)
-                                             or (not prefix and entry.name in SETTINGS_NAMES)):
-                continue
-            if path_name(entry.name) != entry.name:  # callers hash names as UTF-8
-                refused[path_name(name)] = "name is not valid UTF-8; rename it to be read"
-            elif entry.is_symlink():
-                follow(path, name)
-            elif entry.is_dir(follow_symlinks=False):
-                walk(path, name + "/")
-            elif entry.is_file(follow_symlinks=False):
-                found[name] = path
-            else:
-                refused[name] = "not a regular file (a FIFO, socket or device); not read"
-
-    def follow(link: Path, name: str) -> None:
-        try:
-            target = link.resolve(strict=True)
-        except (OSError, RuntimeError):  # missing target, or a loop of links (RuntimeError < 3.13)
-            refused[name] = f"broken symlink to {path_name(os.readlink(link))}"
-            return
-        if not any(target.is_relative_to(base) for base in allowed):
-            refused[name] = f"symlink to {path_name(str(target))} points outside the landing root; refused"
-        elif target.is_dir():
-            linked_dirs.append((name, link))
-        elif target.is_file():
-            found[name] = link
-        else:
-            refused[name] = "symlink to something that is not a regular file; not read"
-
-    walk(domain_dir, "")
-    while linked_dirs:
-        name, link = linked_dirs.pop(0)
-        walk(link, name + "/")
-    return DomainListing([found[name] for name in sorted(found)], sorted(refused.items()))
 
 
 def read_domain(domain_dir: Path, landing_root: Path | None = None,
@@ -244,7 +159,7 @@ def read_file(path: Path, relative_name: str, sink: Callable[[Rows], None] | Non
                 else:
                     reader(stream, out, info.st_size, start.codec, start.bom)
     except OSError as error:
-        out.reject(0, f"cannot read file: {_os_error(error)}", "")
+        out.reject(0, f"cannot read file: {os_error(error)}", "")
     return out.rows, out.quarantine
 
 
@@ -293,10 +208,6 @@ def _dump(obj: Any) -> str:
         return json.dumps(obj, ensure_ascii=False, default=str)
     except (RecursionError, ValueError):  # nested deeper than json can write, or a huge integer
         return f"<{type(obj).__name__} that cannot be shown>"
-
-
-def _os_error(error: OSError) -> str:
-    return f"[Errno {error.errno}] {error.strerror}"
 
 
 def _read_jsonl(stream: BinaryIO, out: _Collector, size: int, codec: str, bom: int) -> None:

@@ -16,7 +16,8 @@ import polars as pl
 import pytest
 
 from assets.corpora import decoding, readers
-from assets.corpora.readers import ReadResult, list_domain_files, read_domain
+from assets.corpora.listing import list_domain_files
+from assets.corpora.readers import ReadResult, read_domain
 
 MiB = 2**20
 CHAT = [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]

@@ -8,15 +8,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from assets.corpora.readers import (
-    QUARANTINE_SCHEMA,
-    ROW_SCHEMA,
-    SUPPORTED_SUFFIXES,
-    ReadResult,
-    list_domain_files,
-    read_domain,
-    read_file,
-)
+from assets.corpora.listing import SUPPORTED_SUFFIXES, list_domain_files
+from assets.corpora.readers import QUARANTINE_SCHEMA, ROW_SCHEMA, ReadResult, read_domain, read_file
 
 CHAT = [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]
 

@@ -1,0 +1,100 @@
+"""Which files of a domain folder are read, walked without trusting the folder.
+
+Pure module (stdlib, never dagster): the landing sensor, raw_corpus and the readers list a domain's
+files through here, so all three see the same files.
+"""
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from assets.corpora.decoding import path_name
+from assets.settings.domain_file import SETTINGS_NAMES
+
+SUPPORTED_SUFFIXES = (".jsonl", ".json", ".parquet", ".csv", ".txt")
+# Names left behind by uploads in progress and editors; reading them would ingest half a file.
+PARTIAL_ENDINGS = (".tmp", ".part", ".partial", "~")
+
+
+@dataclass(frozen=True)
+class DomainListing:
+    paths: list[Path]                # data files to read, sorted by relative path
+    refused: list[tuple[str, str]]   # (relative name, reason): entries listed but never read
+
+
+def list_domain_files(domain_dir: Path, landing_root: Path | None = None) -> list[Path]:
+    """Every candidate data file under `domain_dir`, sorted by relative path (see scan_domain_files)."""
+    return scan_domain_files(domain_dir, landing_root).paths
+
+
+def scan_domain_files(domain_dir: Path, landing_root: Path | None = None) -> DomainListing:
+    """Walk `domain_dir` without trusting it.
+
+    Unsupported suffixes are listed on purpose: they are quarantined so a mis-exported file shows
+    up in the report instead of silently vanishing. Hidden names are skipped at any depth (.git,
+    .ipynb_checkpoints); the settings file only at the top, where settings are read from.
+    A symlink is followed only if it resolves inside `landing_root` (default: the domain folder's
+    parent); one pointing elsewhere (/etc, another user's home), a broken one, a name that is not
+    UTF-8 and a FIFO or device (reading it would hang) are refused with a reason. Linked folders
+    are walked after the real tree and every folder once, so a link loop cannot hang the walk.
+    """
+    domain_dir = Path(domain_dir)
+    root = domain_dir.parent if landing_root is None else Path(landing_root)
+    allowed = (Path(os.path.realpath(root)), Path(os.path.realpath(domain_dir)))
+    found: dict[str, Path] = {}
+    refused: dict[str, str] = {}
+    visited: set[str] = set()
+    linked_dirs: list[tuple[str, Path]] = []
+
+    def walk(folder: Path, prefix: str) -> None:
+        real = os.path.realpath(folder)
+        if real in visited:
+            refused[prefix.rstrip("/")] = (f"folder {path_name(real)} is read already through "
+                                           "another path (a symlink loop or a duplicate); skipped")
+            return
+        visited.add(real)
+        try:
+            entries = sorted(os.scandir(folder), key=lambda entry: entry.name)
+        except OSError as error:
+            refused[prefix.rstrip("/") or "."] = f"cannot list folder: {os_error(error)}"
+            return
+        for entry in entries:
+            name, path = prefix + entry.name, Path(entry.path)
+            if entry.name.startswith(".") or (entry.name.endswith(PARTIAL_ENDINGS)
+                                             or (not prefix and entry.name in SETTINGS_NAMES)):
+                continue
+            if path_name(entry.name) != entry.name:  # callers hash names as UTF-8
+                refused[path_name(name)] = "name is not valid UTF-8; rename it to be read"
+            elif entry.is_symlink():
+                follow(path, name)
+            elif entry.is_dir(follow_symlinks=False):
+                walk(path, name + "/")
+            elif entry.is_file(follow_symlinks=False):
+                found[name] = path
+            else:
+                refused[name] = "not a regular file (a FIFO, socket or device); not read"
+
+    def follow(link: Path, name: str) -> None:
+        try:
+            target = link.resolve(strict=True)
+        except (OSError, RuntimeError):  # missing target, or a loop of links (RuntimeError < 3.13)
+            refused[name] = f"broken symlink to {path_name(os.readlink(link))}"
+            return
+        if not any(target.is_relative_to(base) for base in allowed):
+            refused[name] = f"symlink to {path_name(str(target))} points outside the landing root; refused"
+        elif target.is_dir():
+            linked_dirs.append((name, link))
+        elif target.is_file():
+            found[name] = link
+        else:
+            refused[name] = "symlink to something that is not a regular file; not read"
+
+    walk(domain_dir, "")
+    while linked_dirs:
+        name, link = linked_dirs.pop(0)
+        walk(link, name + "/")
+    return DomainListing([found[name] for name in sorted(found)], sorted(refused.items()))
+
+
+def os_error(error: OSError) -> str:
+    return f"[Errno {error.errno}] {error.strerror}"
