@@ -21,7 +21,7 @@ class ComputeSettings(dg.ConfigurableResource):
     training_launcher: Literal["subprocess", "torchrun", "in_process"] = Field(
         "subprocess",
         description="How qlora_adapter trains. 'subprocess': one process through Dagster Pipes, so a crash or "
-        "a memory spike ends that process, not Dagster's (costs ~5 s of start-up); 'torchrun': "
+        "a memory spike ends that process, not Dagster's (costs a process start-up; README, Training); 'torchrun': "
         "`training_processes` data-parallel processes through Pipes (gloo on CPU, nccl on GPUs); "
         "'in_process': inside the Dagster step (debugging).",
     )
