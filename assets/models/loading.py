@@ -79,17 +79,18 @@ def cpu_flags() -> frozenset[str]:
     return frozenset()
 
 
-def load_quantized_base(base_dir: Path, compute_dtype: Any, device: str, double_quant: bool = True) -> Any:
+def load_quantized_base(base_dir: Path, compute_dtype: Any, device: str, double_quant: bool = True, skeleton: Any = None) -> Any:
     """The base model with every linear layer stored as 4-bit NF4 (bitsandbytes), except the output
     head and the layers whose shapes the 4-bit kernels cannot run (targets.unquantizable), which
-    stay in the compute dtype. Safetensors only: pickled weights never load here."""
+    stay in the compute dtype. Safetensors only: pickled weights never load here. `skeleton`: the
+    model's weightless skeleton when the caller has one already (targets.model_skeleton)."""
     import re
 
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
     from assets.models.targets import model_skeleton, output_head_name, unquantizable
 
-    skeleton = model_skeleton(base_dir)
+    skeleton = skeleton if skeleton is not None else model_skeleton(base_dir)
     keep = unquantizable(skeleton)
     quantization = BitsAndBytesConfig(
         load_in_4bit=True,

@@ -68,16 +68,18 @@ class DatasetTooSmall(ValueError):
     """The training split cannot fill one micro-batch."""
 
 
-def build_model(base_dir: Path, config: QLoraConfig, device: str, plan: TargetPlan | None = None) -> tuple[Any, Any, Any]:
+def build_model(base_dir: Path, config: QLoraConfig, device: str, plan: TargetPlan | None = None, skeleton: Any = None) -> tuple[Any, Any, Any]:
     """(peft model, tokenizer, compute dtype): the 4-bit base with fresh LoRA adapters (seeded) on
-    the layers `plan` names (resolved from config.target_modules when not given)."""
+    the layers `plan` names (resolved from config.target_modules when not given); `skeleton`, the
+    model's weightless skeleton if the caller built one already."""
     import torch
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 
     dtype = pick_compute_dtype(config.compute_dtype, device)
     tokenizer = load_tokenizer(base_dir)
-    plan = plan or resolve_targets(model_skeleton(base_dir), list(config.target_modules))
-    model = load_quantized_base(base_dir, dtype, device, config.double_quant)
+    skeleton = skeleton if skeleton is not None else model_skeleton(base_dir)
+    plan = plan or resolve_targets(skeleton, list(config.target_modules))
+    model = load_quantized_base(base_dir, dtype, device, config.double_quant, skeleton)
     model.config.use_cache = False  # a KV cache in training would also switch off packed-sequence masks
     with warnings.catch_warnings():
         # peft 0.21 calls a transformers 5 method that warns of its own rename; nothing to act on.
@@ -147,10 +149,11 @@ def train_qlora(
     """Train LoRA adapters on the 4-bit base and save them (PEFT format) with the tokenizer."""
     processes = setup_processes(device)
     # Resolved first: a target name that matches nothing stops here, before any data or weights load.
-    plan = resolve_targets(model_skeleton(base_dir), list(config.target_modules))
+    skeleton = model_skeleton(base_dir)
+    plan = resolve_targets(skeleton, list(config.target_modules))
     stream = setup_data(train_dataset, config, processes.world)
     total = steps_for(len(stream.first_epoch), stream.per_step, config.epochs, config.max_steps)
-    trainee = setup_model(base_dir, config, processes.device, plan, total)
+    trainee = setup_model(base_dir, config, processes.device, plan, total, skeleton)
     run = resume(trainee, checkpoint_dir, log)
     train(trainee, train_dataset, stream, run, total, config, processes, checkpoint_dir, log)
     save(trainee, adapter_dir, processes)
@@ -200,12 +203,12 @@ def setup_data(train_dataset: Any, config: QLoraConfig, world: int) -> StepStrea
     return StepStream(layout, lengths, config.seed, per_step=config.gradient_accumulation * world)
 
 
-def setup_model(base_dir: Path, config: QLoraConfig, device: str, plan: TargetPlan, total: int) -> Trainee:
+def setup_model(base_dir: Path, config: QLoraConfig, device: str, plan: TargetPlan, total: int, skeleton: Any = None) -> Trainee:
     """The adapted 4-bit model, AdamW over the adapter weights, and the learning-rate schedule."""
     import torch
     from transformers import get_scheduler
 
-    model, tokenizer, dtype = build_model(base_dir, config, device, plan)
+    model, tokenizer, dtype = build_model(base_dir, config, device, plan, skeleton)
     params = [p for p in model.parameters() if p.requires_grad]
     names = [n for n, p in model.named_parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
