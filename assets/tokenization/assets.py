@@ -12,7 +12,7 @@ from assets.models.loading import load_tokenizer
 from assets.partitions import domain_partitions
 from assets.settings.tokenization import TokenizationConfig
 from assets.tokenization.expectations import CHECKS, run_dataset_checks
-from assets.tokenization.tokenizing import RoundTrip, TokenizedCorpus, effective_config, round_trip, tokenize_corpus
+from assets.tokenization.tokenizing import RoundTrip, TokenizedCorpus, clamp_to_context, round_trip, tokenize_corpus
 from resources.landing import LandingZone
 from resources.lineage import begin, latest_materialization
 from resources.storage import ArtifactStore
@@ -84,7 +84,7 @@ def _metadata(location: Path, tokenized: TokenizedCorpus, template: dict, settin
 def _within_context_length(context: dg.AssetExecutionContext, requested: TokenizationConfig) -> tuple[TokenizationConfig, str | None]:
     """The settings with max_seq_len clamped to the context length base_model recorded (and the warning)."""
     limit = latest_materialization(context, "base_model", None).metadata.get("context_length")
-    settings, clamped = effective_config(requested, limit.value if limit is not None else None)
+    settings, clamped = clamp_to_context(requested, limit.value if limit is not None else None)
     if clamped:
         context.log.warning(f"domain {context.partition_key!r}: {clamped}")
     return settings, clamped

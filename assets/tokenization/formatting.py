@@ -175,13 +175,31 @@ def round_trip_mismatch(tokenizer: Any, fmt: ChatFormat, roles: list[str], conte
     """Why a chat example's supervised tokens are not exactly its answers, each with the
     end-of-turn token after it, or None. Catches tokens that merge across the prompt/answer
     boundary, tokenizers that change the answers' text, and answers the model is never taught to end."""
+    return inspect_round_trip(tokenizer, fmt, roles, contents, max_seq_len)[0]
+
+
+def text_difference(tokenizer: Any, fmt: ChatFormat, roles: list[str], contents: list[str]) -> str | None:
+    """Where decoding a conversation's tokens does not give back its rendered text, or None. This is
+    the tokenizer's own normalisation (Phi-3's special tokens swallow the newline after them),
+    identical when the model is served, so it is reported, not refused."""
+    return inspect_round_trip(tokenizer, fmt, roles, contents, max_seq_len=None)[1]
+
+
+def inspect_round_trip(tokenizer: Any, fmt: ChatFormat, roles: list[str], contents: list[str],
+                       max_seq_len: int | None) -> tuple[str | None, str | None]:
+    """(round_trip_mismatch, text_difference) of one conversation, rendered once. A conversation the
+    template refuses has neither (it is quarantined with its reason; not a tokenizer fault)."""
     messages = [{"role": r, "content": c} for r, c in zip(roles, contents)]
     try:
         rendered, _ = render_row(tokenizer, fmt, messages)
     except TemplateRefused:
-        return None  # quarantined with its reason; not a tokenizer fault
+        return None, None
+    return _mask_mismatch(tokenizer, fmt, rendered, messages[-1]["role"], max_seq_len), _text_change(tokenizer, rendered)
+
+
+def _mask_mismatch(tokenizer: Any, fmt: ChatFormat, rendered: Rendered, last_role: str, max_seq_len: int | None) -> str | None:
     example = rendered.example
-    if len(example.input_ids) > max_seq_len:
+    if max_seq_len is None or len(example.input_ids) > max_seq_len:
         return None  # split or cut on purpose; the truncation check reports it
     runs = supervised_runs(example.input_ids, example.labels)
     answers = [rendered.text[a:b] for a, b in rendered.spans]
@@ -194,19 +212,12 @@ def round_trip_mismatch(tokenizer: Any, fmt: ChatFormat, roles: list[str], conte
         # end-of-turn token (and whitespace) may follow.
         if not found or before.strip() or after.strip() not in ("", _decode(tokenizer, run[-1:]).strip()):
             return f"assistant turn {number}: supervised tokens decode to {text[:40]!r}, not the answer {answer[:40]!r} and its end-of-turn token"
-    if messages[-1]["role"] == "assistant" and runs[-1][-1] not in fmt.special_ids | {tokenizer.eos_token_id}:
+    if last_role == "assistant" and runs[-1][-1] not in fmt.special_ids | {tokenizer.eos_token_id}:
         return "the last answer does not end with a supervised end-of-turn token"
     return None
 
 
-def text_difference(tokenizer: Any, fmt: ChatFormat, roles: list[str], contents: list[str]) -> str | None:
-    """Where decoding a conversation's tokens does not give back its rendered text, or None. This is
-    the tokenizer's own normalisation (Phi-3's special tokens swallow the newline after them),
-    identical when the model is served, so it is reported, not refused."""
-    try:
-        rendered, _ = render_row(tokenizer, fmt, [{"role": r, "content": c} for r, c in zip(roles, contents)])
-    except TemplateRefused:
-        return None
+def _text_change(tokenizer: Any, rendered: Rendered) -> str | None:
     ids = rendered.example.input_ids[1:] if rendered.bos_added else rendered.example.input_ids
     decoded = _decode(tokenizer, ids[:-1] if rendered.eos_added else ids)
     if decoded == rendered.text:

@@ -14,7 +14,7 @@ import polars as pl
 from assets.models.batches import count_supervised
 from assets.models.chat_format import ChatFormat, chat_format
 from assets.settings.tokenization import TokenizationConfig
-from assets.tokenization.formatting import encode_record, round_trip_mismatch, text_difference
+from assets.tokenization.formatting import encode_record, inspect_round_trip
 
 _QUANTILES = (0.5, 0.9, 0.99)
 ROUND_TRIP_SAMPLES = 32  # chat examples decoded back per domain: enough to catch a broken template
@@ -41,7 +41,7 @@ def split_of(content_hash: str, eval_fraction: float, salt: str) -> str:
     return "eval" if int.from_bytes(digest, "big") / 2**64 < eval_fraction else "train"
 
 
-def effective_config(config: TokenizationConfig, context_length: int | None) -> tuple[TokenizationConfig, str | None]:
+def clamp_to_context(config: TokenizationConfig, context_length: int | None) -> tuple[TokenizationConfig, str | None]:
     """max_seq_len clamped to the base model's context length (base_model's `context_length`), and
     a warning saying so (or None). Positions past it were never trained and may not even exist."""
     if context_length is None or config.max_seq_len <= context_length:
@@ -138,8 +138,9 @@ def round_trip(clean: pl.DataFrame, tokenizer: Any, config: TokenizationConfig, 
     failures, changes = [], []
     for row in chats.iter_rows(named=True):
         where = f"{row['source_file']}:{row['line']}"
-        if reason := round_trip_mismatch(tokenizer, fmt, row["roles"], row["contents"], config.max_seq_len):
+        reason, change = inspect_round_trip(tokenizer, fmt, row["roles"], row["contents"], config.max_seq_len)
+        if reason:
             failures.append(f"{where}: {reason}")
-        if change := text_difference(tokenizer, fmt, row["roles"], row["contents"]):
+        if change:
             changes.append(f"{where}: {change}")
     return RoundTrip(chats.height, failures, changes)

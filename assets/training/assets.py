@@ -60,7 +60,7 @@ def qlora_adapter(
 
 
 def _metadata(report: dict, location: Path, device: str, launcher: str, settings: QLoraConfig) -> dict:
-    history = report["loss_history"]
+    history, adapted = report["loss_history"], sum(report["target_counts"].values())
     table = dg.MetadataValue.table(
         records=[dg.TableRecord({"step": int(p["step"]), "loss": float(p["loss"]), "learning_rate": float(p["learning_rate"])}) for p in history],
         schema=dg.TableSchema(columns=[dg.TableColumn("step", "int"), dg.TableColumn("loss", "float"), dg.TableColumn("learning_rate", "float")]),
@@ -80,7 +80,7 @@ def _metadata(report: dict, location: Path, device: str, launcher: str, settings
         "world_size": report["world_size"],
         "launcher": launcher,
         "compute_dtype": report["compute_dtype"],
-        "adapted_layers": sum(report["target_counts"].values()),
+        "adapted_layers": adapted,
         "device": device,
         "resumed_from": report["resumed_from"] or "-",
         "loss_curve": dg.MetadataValue.md(loss_curve_markdown(history)),
@@ -89,7 +89,7 @@ def _metadata(report: dict, location: Path, device: str, launcher: str, settings
         # What the settings became on this model and machine ("auto", "all-linear" resolved).
         "resolved": dg.MetadataValue.json({
             "compute_dtype": report["compute_dtype"], "target_modules": report["target_modules"],
-            "adapted_layers": sum(report["target_counts"].values()), "adapted_layers_by_name": report["target_counts"],
+            "adapted_layers": adapted, "adapted_layers_by_name": report["target_counts"],
             "full_precision_layers": report["full_precision_layers"],
             "trainable_percent": round(float(report["trainable_percent"]), 4),
         }),

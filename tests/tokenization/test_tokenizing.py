@@ -10,7 +10,7 @@ from assets.models.chat_format import chat_format
 from assets.quality.cleaning import content_hash
 from assets.settings.tokenization import TokenizationConfig
 from assets.tokenization.formatting import encode_record
-from assets.tokenization.tokenizing import effective_config, split_of, tokenize_corpus
+from assets.tokenization.tokenizing import clamp_to_context, split_of, tokenize_corpus
 
 SALT = "loraline-split-v1"
 
@@ -261,10 +261,10 @@ def test_all_rows_unsupervised_raises(tok):
 
 def test_max_seq_len_is_clamped_to_the_models_context_length():
     config = TokenizationConfig(max_seq_len=4096)
-    clamped, warning = effective_config(config, 2048)
+    clamped, warning = clamp_to_context(config, 2048)
     assert clamped.max_seq_len == 2048 and warning == "max_seq_len 4096 exceeds the base model's context length 2048; clamped to 2048"
-    assert effective_config(config, 8192) == (config, None)
-    assert effective_config(config, None) == (config, None)  # unknown: left as asked
+    assert clamp_to_context(config, 8192) == (config, None)
+    assert clamp_to_context(config, None) == (config, None)  # unknown: left as asked
 
 
 # --- configuration ------------------------------------------------------------------------------
