@@ -54,6 +54,14 @@ class QLoraConfig(BaseModel):
         False, description="Recompute activations in backward: less memory, slower steps (README, Training). "
         "Turn on for long sequences on a GPU."
     )
+    max_train_minutes: float = Field(
+        720.0,
+        gt=0,
+        le=10_080,
+        description="Wall-clock limit of one training run in minutes (default 12 h, at most 10080 = one week): "
+        "past it the run stops and the step fails, so one domain cannot hold the single accelerator slot "
+        "forever. Raise it for large domains on slow hardware.",
+    )
     seed: int = Field(42, description="Seed of adapter init, dropout and data order: same seed and data give the same adapter.")
     logging_steps: int = Field(5, ge=1, description="Steps between progress lines in the run log.")
     save_steps: int = Field(

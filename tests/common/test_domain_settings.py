@@ -61,3 +61,10 @@ def test_domain_yml_is_read_like_domain_yaml_and_both_is_an_error(tmp_path):
     with pytest.raises(DomainSettingsError, match="holds both domain.yaml and domain.yml: keep one"):
         load_domain_folder_settings(tmp_path)
     assert load_domain_folder_settings(tmp_path / "missing") == {}
+
+
+def test_training_has_a_time_limit_settable_in_domain_yaml(tmp_path: Path) -> None:
+    assert QLoraConfig().max_train_minutes == 720  # 12 h unless a domain or the launchpad says otherwise
+    assert load_domain_settings(settings(tmp_path, "training:\n  max_train_minutes: 30\n")) == {"training": {"max_train_minutes": 30}}
+    with pytest.raises(DomainSettingsError, match="line 2: training.max_train_minutes: Input should be less than or equal to 10080"):
+        load_domain_settings(settings(tmp_path, "training:\n  max_train_minutes: 20000\n"))
