@@ -5,7 +5,7 @@ files through here, so all three see the same files.
 """
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from assets.corpora.decoding import path_name
@@ -20,6 +20,9 @@ PARTIAL_ENDINGS = (".tmp", ".part", ".partial", "~")
 class DomainListing:
     paths: list[Path]                # data files to read, sorted by relative path
     refused: list[tuple[str, str]]   # (relative name, reason): entries listed but never read
+    # (relative name, reason): left out on purpose (hidden, partial upload, the settings file), so a
+    # user who wonders where a file went finds it in the metadata instead of nowhere.
+    skipped: list[tuple[str, str]] = field(default_factory=list)
 
 
 def list_domain_files(domain_dir: Path, landing_root: Path | None = None) -> list[Path]:
@@ -43,6 +46,7 @@ def scan_domain_files(domain_dir: Path, landing_root: Path | None = None) -> Dom
     allowed = (Path(os.path.realpath(root)), Path(os.path.realpath(domain_dir)))
     found: dict[str, Path] = {}
     refused: dict[str, str] = {}
+    skipped: dict[str, str] = {}
     visited: set[str] = set()
     linked_dirs: list[tuple[str, Path]] = []
 
@@ -60,8 +64,9 @@ def scan_domain_files(domain_dir: Path, landing_root: Path | None = None) -> Dom
             return
         for entry in entries:
             name, path = prefix + entry.name, Path(entry.path)
-            if entry.name.startswith(".") or (entry.name.endswith(PARTIAL_ENDINGS)
-                                             or (not prefix and entry.name in SETTINGS_NAMES)):
+            reason = skip_reason(entry.name, top=not prefix)
+            if reason:
+                skipped[path_name(name)] = reason
                 continue
             if path_name(entry.name) != entry.name:  # callers hash names as UTF-8
                 refused[path_name(name)] = "name is not valid UTF-8; rename it to be read"
@@ -93,7 +98,18 @@ def scan_domain_files(domain_dir: Path, landing_root: Path | None = None) -> Dom
     while linked_dirs:
         name, link = linked_dirs.pop(0)
         walk(link, name + "/")
-    return DomainListing([found[name] for name in sorted(found)], sorted(refused.items()))
+    return DomainListing([found[name] for name in sorted(found)], sorted(refused.items()), sorted(skipped.items()))
+
+
+def skip_reason(name: str, top: bool) -> str | None:
+    """Why a name is left out on purpose, or None when it is a candidate data file."""
+    if name.startswith("."):
+        return "hidden name (starts with '.'); not read"
+    if name.endswith(PARTIAL_ENDINGS):
+        return f"temporary or partial upload name (ends with {', '.join(PARTIAL_ENDINGS)}); read once renamed"
+    if top and name in SETTINGS_NAMES:
+        return "the domain's settings file; read as settings, not as data"
+    return None
 
 
 def os_error(error: OSError) -> str:
