@@ -31,16 +31,18 @@ UPSTREAM = {"qlora_adapter": True, "adapter_evaluation": True, "base_model": Fal
     kinds={"transformers", "safetensors"},
     code_version="1",
     pool="accelerator",
-    check_specs=[dg.AssetCheckSpec("merge_matches_adapter", asset="merged_model",
-                                   description="Merged-model logits equal adapter-on-base logits within parity_tolerance.")],
+    check_specs=[dg.AssetCheckSpec("merge_matches_adapter", asset="merged_model", blocking=True,
+                                   description="Merged-model logits equal adapter-on-base logits within parity_tolerance; "
+                                   "a merge that fails is not published.")],
 )
 def merged_model(
     context: dg.AssetExecutionContext, config: MergeRunConfig, landing: LandingZone, artifacts: ArtifactStore, compute: ComputeSettings
 ) -> dg.MaterializeResult:
     """A standard Hugging Face model directory (safetensors, tokenizer, README model card with the
     lineage from landed files to these weights), merged into the de-quantised base, never into 4-bit.
-    Built only from an adapter whose adapter_beats_base check passed; otherwise the previous merged
-    model stays in place."""
+    Built only from an adapter whose adapter_beats_base check passed, and published only when its
+    logits match adapter-on-base (merge_matches_adapter); otherwise the previous merged model stays
+    in place."""
     from datasets import load_from_disk
 
     _require_passed_gate(context)
@@ -52,13 +54,30 @@ def merged_model(
     with atomic_directory(location) as staging:
         report = merge_adapter(step.path("base_model"), step.path("qlora_adapter"), staging, eval_split, step.settings, compute.resolved_device())
         write_model_card(staging, model_lineage(context.partition_key, _recorded(context), step.settings.dtype, report, context.run_id))
-    check = dg.AssetCheckResult(
-        check_name="merge_matches_adapter",
-        passed=report.max_abs_logit_diff <= step.settings.parity_tolerance,
-        severity=dg.AssetCheckSeverity.ERROR,
-        description=f"max |logit diff| {report.max_abs_logit_diff:.2e} (tolerance {step.settings.parity_tolerance:.0e})",
-    )
+    passed = report.max_abs_logit_diff <= step.settings.parity_tolerance
+    description = f"max |logit diff| {report.max_abs_logit_diff:.2e} (tolerance {step.settings.parity_tolerance:.0e})"
+    if not passed:
+        _refuse_unfaithful_merge(context, location, description)  # raises
+    check = dg.AssetCheckResult(check_name="merge_matches_adapter", passed=True, severity=dg.AssetCheckSeverity.ERROR, description=description)
     return step.publish(_metadata(location, report, step.settings), [check])
+
+
+def _refuse_unfaithful_merge(context: dg.AssetExecutionContext, location: Path, description: str) -> None:
+    """A merge whose logits differ from adapter-on-base is not a materialization: published, it would
+    become the latest merged model that readers (and the model card's lineage) take. The failed check
+    is recorded on its own, and the folder moves to `unpublished/` beside the versions, for inspection."""
+    unpublished = location.parent / "unpublished" / location.name
+    unpublished.parent.mkdir(exist_ok=True)
+    location.rename(unpublished)
+    context.log_event(dg.AssetCheckEvaluation(
+        asset_key=dg.AssetKey("merged_model"), check_name="merge_matches_adapter", passed=False, severity=dg.AssetCheckSeverity.ERROR,
+        description=f"{description}; not published", partition=context.partition_key, metadata={"unpublished_path": dg.MetadataValue.path(str(unpublished))},
+    ))
+    raise dg.Failure(
+        f"domain {context.partition_key!r}: merge_matches_adapter failed: {description}; the merge is not published "
+        f"(kept for inspection at {unpublished}); {kept_merged_model(context)}",
+        allow_retries=False,
+    )
 
 
 def _metadata(location: Path, report: MergeReport, settings: MergeConfig) -> dict:

@@ -142,3 +142,22 @@ def test_adapter_trained_through_pipes_with_packing_and_a_plotted_loss_curve(cha
     assert [row.data["step"] for row in adapter["loss_table"].records] == [10, 20, 30]
     logs = [e.message for e in chain["instance"].all_logs(chain["result"].run_id) if e.step_key == "qlora_adapter"]
     assert any(line and line.startswith("step 30/30 loss") and "tok/s" in line for line in logs)
+
+
+def test_a_merge_that_fails_parity_is_not_published(chain: dict) -> None:
+    """merge_matches_adapter is a gate, not a note: an unfaithful merge never becomes the latest merged model."""
+    instance, before = chain["instance"], metadata(chain, "merged_model")
+    merge_only = defs.resolve_implicit_global_asset_job_def().get_subset(asset_selection={dg.AssetKey("merged_model")})
+    strict = {"ops": {"merged_model": {"config": {"parity_tolerance": 1e-9}}}}  # fp32 merges differ by ~1e-6
+    result = merge_only.execute_in_process(instance=instance, partition_key="support", run_config=strict, raise_on_error=False)
+    assert not result.success
+    assert metadata(chain, "merged_model")["path"] == before["path"]  # the previous model stays the latest
+    failure = next(e for e in result.all_events if e.is_step_failure).step_failure_data.user_failure_data.description
+    assert "merge_matches_adapter failed" in failure and "not published" in failure and before["path"] in failure
+    check = dg.AssetCheckKey(dg.AssetKey("merged_model"), "merge_matches_adapter")
+    record = instance.event_log_storage.get_latest_asset_check_execution_by_key([check])[check]
+    assert record.run_id == result.run_id and record.status.value == "FAILED"
+    evaluation = record.event.dagster_event.event_specific_data
+    assert evaluation.partition == "support"
+    unpublished = Path(evaluation.metadata["unpublished_path"].value)
+    assert unpublished.parent.name == "unpublished" and (unpublished / "lineage.json").is_file()
