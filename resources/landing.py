@@ -2,14 +2,21 @@
 
 import os
 from pathlib import Path
+from typing import NamedTuple
 
 import dagster as dg
 from pydantic import BaseModel, Field
 
-from assets.common.domains import InvalidDomainKey, validate_domain_key
+from assets.common.domains import InvalidDomainKey, UnsafeDomainFolder, check_domain_folder, validate_domain_key
 from assets.settings.domain_file import SECTIONS, DomainSettingsError, effective_config, load_domain_folder_settings
 
 DEFAULT_LANDING_DIR = "data/landing"
+
+
+class LandingFolders(NamedTuple):
+    valid: list[str]                 # domain keys whose folder may be read
+    invalid: list[str]               # folder names that are not valid domain keys
+    refused: list[tuple[str, str]]   # (name, reason): folders never registered nor read
 
 
 class LandingZone(dg.ConfigurableResource):
@@ -32,8 +39,12 @@ class LandingZone(dg.ConfigurableResource):
         return Path(self.root or os.environ.get("LORALINE_LANDING_DIR") or DEFAULT_LANDING_DIR).resolve()
 
     def domain_dir(self, domain: str) -> Path:
-        """The domain's folder; the key is validated before any path is built from it."""
-        return self.root_path() / validate_domain_key(domain)
+        """The domain's folder; the key is validated before any path is built from it, and a folder
+        that is a symlink is refused (also one that became a link after the domain was registered)."""
+        try:
+            return check_domain_folder(self.root_path() / validate_domain_key(domain))
+        except UnsafeDomainFolder as error:
+            raise dg.Failure(str(error)) from None
 
     def domain_settings(self, domain: str) -> dict[str, dict]:
         """The validated sections of the domain's domain.yaml or domain.yml ({} without one)."""
@@ -47,16 +58,25 @@ class LandingZone(dg.ConfigurableResource):
         return effective_config(SECTIONS[section], launchpad, self.domain_settings(domain).get(section, {}))
 
     def domain_folders(self) -> tuple[list[str], list[str]]:
-        """(valid domain keys, folder names that are not valid keys), both sorted."""
+        """(valid domain keys, folder names that are not valid keys), both sorted; see scan_folders."""
+        folders = self.scan_folders()
+        return folders.valid, folders.invalid
+
+    def scan_folders(self) -> LandingFolders:
+        """The landing root's folders, sorted. Hidden ones are never domains (shared files may live
+        there); a symlink to a folder is refused with its reason, never registered nor read."""
         root = self.root_path()
         if not root.is_dir():
-            return [], []
-        valid, invalid = [], []
+            return LandingFolders([], [], [])
+        valid, invalid, refused = [], [], []
         for child in sorted(root.iterdir()):
             if not child.is_dir() or child.name.startswith("."):
                 continue
             try:
+                check_domain_folder(child)
                 valid.append(validate_domain_key(child.name))
             except InvalidDomainKey:
                 invalid.append(child.name)
-        return valid, invalid
+            except UnsafeDomainFolder as error:
+                refused.append((child.name, str(error)))
+        return LandingFolders(valid, invalid, refused)

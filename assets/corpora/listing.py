@@ -8,6 +8,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from assets.common.domains import check_domain_folder, is_domain_folder_name
 from assets.corpora.decoding import path_name
 from assets.settings.domain_file import SETTINGS_NAMES
 
@@ -35,15 +36,28 @@ def scan_domain_files(domain_dir: Path, landing_root: Path | None = None) -> Dom
 
     Unsupported suffixes are listed on purpose: they are quarantined so a mis-exported file shows
     up in the report instead of silently vanishing. Hidden names are skipped at any depth (.git,
-    .ipynb_checkpoints); the settings file only at the top, where settings are read from.
-    A symlink is followed only if it resolves inside `landing_root` (default: the domain folder's
-    parent); one pointing elsewhere (/etc, another user's home), a broken one, a name that is not
-    UTF-8 and a FIFO or device (reading it would hang) are refused with a reason. Linked folders
-    are walked after the real tree and every folder once, so a link loop cannot hang the walk.
+    .ipynb_checkpoints); the settings file only at the top, where settings are read from; both, and
+    partial-upload names, are listed in `skipped` with their reason.
+
+    The domain folder itself must be a real folder: a symlinked one raises `UnsafeDomainFolder`
+    (checked before and after the walk). The landing root above it may be a symlink.
+    Symlinks inside the domain are followed only where the result stays this domain's data:
+    - into the domain's own folder: followed;
+    - into a hidden entry of the landing root (`landing/.shared/...`): followed. A hidden name is
+      never a domain, so this is the one place to keep files several domains share;
+    - to the landing root or a folder above the domain (it would pull every domain in), into
+      another domain's folder (its rows would train this domain), to anything else inside the
+      landing root whose top-level name could be a domain, or outside the landing root (/etc,
+      another user's home): refused with a reason. Only "own folder or hidden" is allowed because
+      a folder with a valid key may become a domain at any moment.
+    `landing_root` defaults to the domain folder's parent. A broken link, a name that is not UTF-8
+    and a FIFO or device (reading it would hang) are refused with a reason. Linked folders are
+    walked after the real tree and every folder once, so a link loop cannot hang the walk.
     """
-    domain_dir = Path(domain_dir)
+    domain_dir = check_domain_folder(Path(domain_dir))
     root = domain_dir.parent if landing_root is None else Path(landing_root)
-    allowed = (Path(os.path.realpath(root)), Path(os.path.realpath(domain_dir)))
+    real_root, real_domain = Path(os.path.realpath(root)), Path(os.path.realpath(domain_dir))
+    holder = real_domain.parent  # the folder that holds the domains (the landing root in production)
     found: dict[str, Path] = {}
     refused: dict[str, str] = {}
     skipped: dict[str, str] = {}
@@ -85,8 +99,8 @@ def scan_domain_files(domain_dir: Path, landing_root: Path | None = None) -> Dom
         except (OSError, RuntimeError):  # missing target, or a loop of links (RuntimeError < 3.13)
             refused[name] = f"broken symlink to {path_name(os.readlink(link))}"
             return
-        if not any(target.is_relative_to(base) for base in allowed):
-            refused[name] = f"symlink to {path_name(str(target))} points outside the landing root; refused"
+        if reason := link_refusal(target):
+            refused[name] = f"symlink to {path_name(str(target))} {reason}; refused"
         elif target.is_dir():
             linked_dirs.append((name, link))
         elif target.is_file():
@@ -94,10 +108,26 @@ def scan_domain_files(domain_dir: Path, landing_root: Path | None = None) -> Dom
         else:
             refused[name] = "symlink to something that is not a regular file; not read"
 
+    def link_refusal(target: Path) -> str | None:
+        if target.is_relative_to(real_domain):
+            return None
+        if not target.is_relative_to(real_root):
+            return "points outside the landing root"
+        if real_domain.is_relative_to(target):
+            return "is the landing root or a folder above this domain (it would read every domain)"
+        top = target.relative_to(holder).parts[0] if target.is_relative_to(holder) else ""
+        if top.startswith("."):
+            return None
+        if top and is_domain_folder_name(top):
+            return f"points into {top!r}, another domain's folder (each domain reads only its own files)"
+        return ("points into the landing root outside any hidden folder (shared files belong in a hidden "
+                "folder such as .shared/)")
+
     walk(domain_dir, "")
     while linked_dirs:
         name, link = linked_dirs.pop(0)
         walk(link, name + "/")
+    check_domain_folder(domain_dir)  # swapped for a link during the walk: what was read is not trusted
     return DomainListing([found[name] for name in sorted(found)], sorted(refused.items()), sorted(skipped.items()))
 
 
