@@ -22,6 +22,7 @@ from pydantic import BaseModel, ValidationError
 from assets.settings.cleaning import CleaningConfig
 from assets.settings.evaluation import EvaluationConfig
 from assets.settings.merge import MergeConfig
+from assets.settings.safe_yaml import RefusedYaml, load_plain_yaml, read_capped, shorten
 from assets.settings.tokenization import TokenizationConfig
 from assets.settings.training import QLoraConfig
 
@@ -55,37 +56,58 @@ def load_domain_folder_settings(domain_dir: Path) -> dict[str, dict[str, Any]]:
 
 
 def load_domain_settings(path: Path) -> dict[str, dict[str, Any]]:
-    """Parse and validate every section of `path`; {} when the file does not exist."""
+    """Parse and validate every section of `path`; {} when the file does not exist.
+
+    The file is read through `safe_yaml` (size cap, no aliases/anchors/tags, bounded nesting). Every
+    error is raised `from None`: the message says all (file, line, key), and a chained YAML or
+    pydantic traceback would only repeat the file's content in the run log.
+    """
     if not path.is_file():
         return {}
-    text = path.read_text(encoding="utf-8")
     try:
-        data = yaml.safe_load(text)
-        lines = _key_lines(yaml.compose(text))
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark else ""
-        raise DomainSettingsError(f"{path}{where}: not valid YAML: {getattr(error, 'problem', error)}") from error
+        text = read_capped(_settings_target(path))
+        data, root = load_plain_yaml(text)
+    except RefusedYaml as error:
+        raise DomainSettingsError(f"{path}{_at(error.line)}: {error}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
         raise DomainSettingsError(f"{path}: expected a mapping of sections ({', '.join(SECTIONS)})")
+    lines = _key_lines(root)
     for section, values in data.items():
+        where = _at(lines.get((str(section),)))
         if section not in SECTIONS:
-            raise DomainSettingsError(
-                f"{path} line {lines.get((section,), '?')}: unknown section {section!r}; known: {', '.join(SECTIONS)}"
-            )
+            raise DomainSettingsError(f"{path}{where}: unknown section {shorten(section)!r}; known: {', '.join(SECTIONS)}")
         if not isinstance(values, dict):
-            raise DomainSettingsError(f"{path} line {lines.get((section,), '?')}: section {section!r} must be a mapping")
+            raise DomainSettingsError(f"{path}{where}: section {section!r} must be a mapping")
         try:
-            SECTIONS[section](**values)
+            SECTIONS[section].model_validate(values)
         except ValidationError as error:
             first = error.errors()[0]
-            key = (section, *map(str, first["loc"][:1]))
-            raise DomainSettingsError(
-                f"{path} line {lines.get(key, lines.get((section,), '?'))}: {'.'.join(key)}: {first['msg']}"
-            ) from error
+            loc = tuple(map(str, first["loc"]))
+            line = lines.get((section, *loc[:1]), lines.get((section,)))
+            key = shorten(".".join((section, *loc)))
+            raise DomainSettingsError(f"{path}{_at(line)}: {key}: {shorten(first['msg'], 300)}") from None
     return data
+
+
+def _settings_target(path: Path) -> Path:
+    """The file to read for `path`: itself, or the target of a link that stays inside the landing root.
+
+    Data files follow the same rule (corpora/listing.py): a link out of the landing root would let a
+    domain folder show (in error messages) and apply settings from any file the service can read.
+    """
+    if not path.is_symlink():
+        return path
+    target, root = path.resolve(), path.parent.parent.resolve()
+    if not target.is_relative_to(root):
+        raise RefusedYaml(f"is a symlink to {shorten(str(target))}, outside the landing root {root}; "
+                          "copy the file into the domain folder instead")
+    return target
+
+
+def _at(line: int | None) -> str:
+    return f" line {line}" if line else ""
 
 
 def effective_config(cls: type[Config], launchpad: BaseModel, overrides: dict[str, Any]) -> Config:
