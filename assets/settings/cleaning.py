@@ -11,7 +11,7 @@ FILTERS = ("empty_after_cleaning", "too_short", "too_long", "repetitive", "wrong
 class CleaningConfig(BaseModel):
     """How a domain's corpus is cleaned before validation."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)  # NaN and inf refused by name
 
     unicode_form: Literal["NFC", "NFKC"] = Field(
         "NFC",
@@ -20,13 +20,17 @@ class CleaningConfig(BaseModel):
         "changes text people may want verbatim.",
     )
     min_chars: int = Field(
-        20, ge=1, description="Records shorter than this many characters (all turns) are filtered."
+        20, ge=1, le=1_000_000, strict=True,
+        description="Records shorter than this many characters (all turns) are filtered (at most 1,000,000).",
     )
     max_chars: int = Field(
         50_000,
         ge=1,
+        le=10_000_000,
+        strict=True,
         description="Records longer than this many characters are filtered; long plain documents "
-        "are cut into windows later, so raise this rather than losing long books.",
+        "are cut into windows later, so raise this rather than losing long books. At most 10,000,000 "
+        "(~2,500 pages in one record): past that a batch of records no longer fits in memory.",
     )
     max_quarantined_share: float = Field(
         0.5,
@@ -40,14 +44,19 @@ class CleaningConfig(BaseModel):
     batch_rows: int = Field(
         8192,
         ge=64,
-        description="Rows cleaned per streamed batch. Memory grows with batch_rows x record size, not "
-        "with the corpus; lower it for domains of very long documents.",
+        le=131_072,
+        strict=True,
+        description="Rows cleaned per streamed batch, 64 to 131,072. Memory grows with batch_rows x record "
+        "size, not with the corpus; lower it for domains of very long documents. The ceiling keeps a "
+        "domain from turning streaming into reading everything at once.",
     )
     min_rows: int = Field(
         16,
         ge=1,
-        description="Fewest clean rows a domain needs to be trained; below it the domain stops at "
-        "the data checks instead of producing a meaningless adapter.",
+        le=100_000_000,
+        strict=True,
+        description="Fewest clean rows a domain needs to be trained (at most 100,000,000); below it the "
+        "domain stops at the data checks instead of producing a meaningless adapter.",
     )
     max_repeated_line_share: float = Field(
         0.3,
@@ -81,6 +90,7 @@ class CleaningConfig(BaseModel):
     )
     languages: list[str] = Field(
         default_factory=list,
+        max_length=200,  # ISO 639-1 has 184 codes
         description="Keep only records identified (py3langid, bundled model) as one of these ISO 639-1 "
         "codes, e.g. [en]; empty keeps every language. Unreliable on texts of a few words.",
     )

@@ -6,12 +6,14 @@ from pydantic import BaseModel, ConfigDict, Field
 class TokenizationConfig(BaseModel):
     """How records become training examples."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)  # NaN and inf refused by name
 
     max_seq_len: int = Field(
         1024,
         ge=16,
-        description="Longest example in tokens. Plain text longer than this is cut into windows; "
+        le=131_072,
+        strict=True,
+        description="Longest example in tokens, 16 to 131,072 (128k). Plain text longer than this is cut into windows; "
         "longer conversations are split at turn boundaries (each part keeps the system prompt). "
         "Clamped to the base model's context length. Memory and time grow with it (attention is quadratic).",
     )
@@ -38,5 +40,7 @@ class TokenizationConfig(BaseModel):
     )
     split_salt: str = Field(
         "loraline-split-v1",
-        description="Salt of the split hash. Changing it reshuffles every domain's split.",
+        min_length=1,
+        max_length=200,
+        description="Salt of the split hash (1 to 200 characters). Changing it reshuffles every domain's split.",
     )
