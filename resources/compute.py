@@ -26,7 +26,7 @@ class ComputeSettings(dg.ConfigurableResource):
         "'in_process': inside the Dagster step (debugging).",
     )
     training_processes: int = Field(
-        2, ge=1, le=64, description="Processes per node for 'torchrun'; the optimiser step sums their gradients."
+        2, ge=1, le=64, strict=True, description="Processes per node for 'torchrun' (1 to 64); the optimiser step sums their gradients."
     )
 
     def resolved_device(self) -> str:
