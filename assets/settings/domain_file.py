@@ -11,6 +11,10 @@ Each section is validated against the same typed config the launchpad uses. An u
 or key, or a bad value, raises `DomainSettingsError` naming the file, the key and its line, and
 only that domain fails. Precedence: defaults < domain.yaml < values set in the launchpad (a
 launchpad field counts as set when it differs from the default).
+
+Anyone who can write to the landing folder writes this file, so it is read as plain YAML only
+(safe_yaml.py: at most 64 KiB, no anchors, aliases, merge keys or tags, nesting at most 8 deep), a
+link to it must stay inside the landing root, and every number it sets has both bounds.
 """
 
 from pathlib import Path
