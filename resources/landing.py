@@ -35,6 +35,25 @@ class LandingZone(dg.ConfigurableResource):
         "old, so files still being written are not picked up.",
     )
 
+    max_hash_bytes_per_tick: int = Field(
+        2 * 1024**3,
+        ge=1024**2,
+        le=16 * 1024**3,
+        description="Bytes the landing sensor hashes per tick at most, over all domains (sha256 runs at "
+        "about 1.5 GB/s on one core; the disk may be slower). A domain with more to hash is carried "
+        "over to the next tick. Keeps every tick well under Dagster's 60 s sensor limit (hashing also "
+        "stops after 30 s of a tick, whatever this says); higher notices big new domains sooner.",
+    )
+
+    max_run_retries: int = Field(
+        3,
+        ge=0,
+        le=10,
+        description="Automatic retries of a failed or canceled run launched by the landing sensor (a "
+        "domain's chain on the same data, or the base_model build). After that the sensor logs a "
+        "warning each tick and waits until the data changes or a run launched by hand succeeds.",
+    )
+
     def root_path(self) -> Path:
         return Path(self.root or os.environ.get("LORALINE_LANDING_DIR") or DEFAULT_LANDING_DIR).resolve()
 
