@@ -1,8 +1,10 @@
-"""Atomic artifact directories (assets/common/atomic.py): all or nothing, never overwrite."""
+"""Atomic artifact directories (assets/common/atomic.py): all or nothing, never overwrite; locked while
+written, and swept once their writer is dead."""
 
 import pytest
 
-from assets.common.atomic import atomic_directory
+from assets.common.atomic import atomic_directory, locked_temp_directory, sweep_leftovers, sweep_locked_folders
+from assets.common.locks import FOLDER_LOCK, LockBusy, hold_directory, hold_lock_file
 
 
 def _entries(directory):
@@ -129,3 +131,61 @@ def test_failed_rename_leaves_no_staging(tmp_path):
             (final / "theirs").write_text("theirs")  # another writer published meanwhile
     assert (final / "theirs").read_text() == "theirs"
     assert _entries(tmp_path) == ["artifact"]
+
+
+# --- locks and the sweep of dead writers' leftovers (a real SIGKILLed writer: tests/pipelines/test_leftovers.py) ---
+
+def _dead_writers_staging(parent, name="v1"):
+    """What a writer killed inside atomic_directory leaves: a hidden staging folder with part of its output."""
+    staging = parent / f".{name}.staging-0123abcd"
+    staging.mkdir(parents=True)
+    (staging / "half.parquet").write_bytes(b"partial")
+    return staging
+
+
+def test_staging_is_locked_while_the_block_runs(tmp_path):
+    with atomic_directory(tmp_path / "artifact") as staging:
+        with pytest.raises(LockBusy):
+            hold_directory(staging)
+        assert sweep_leftovers(tmp_path, grace_s=0) == []  # a live writer's folder is never taken
+        assert staging.is_dir()
+    assert _entries(tmp_path) == ["artifact"]
+
+
+def test_sweep_removes_a_dead_writers_staging_past_the_grace_period(tmp_path):
+    dead = _dead_writers_staging(tmp_path)
+    build = tmp_path / ".build-tiny-llama-x1y2"
+    build.mkdir()
+    (tmp_path / "20250101T000000Z-abcd1234").mkdir()  # a published version: not a leftover
+    (tmp_path / ".hidden-but-not-ours").mkdir()
+    assert sweep_leftovers(tmp_path, grace_s=3600) == []  # too recent: could be a writer about to lock it
+    assert sorted(sweep_leftovers(tmp_path, grace_s=0)) == [build, dead]
+    assert _entries(tmp_path) == [".hidden-but-not-ours", "20250101T000000Z-abcd1234"]
+
+
+def test_sweep_never_follows_a_symlink(tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "keep.txt").write_text("keep")
+    (tmp_path / "store").mkdir()
+    (tmp_path / "store" / ".v1.staging-deadbeef").symlink_to(outside)
+    assert sweep_leftovers(tmp_path / "store", grace_s=0) == []
+    assert (outside / "keep.txt").read_text() == "keep"
+
+
+def test_locked_temp_directory_is_locked_then_removed(tmp_path):
+    with locked_temp_directory(tmp_path, ".build-x-") as scratch:
+        assert scratch.name.startswith(".build-x-") and scratch.is_dir()
+        assert sweep_leftovers(tmp_path, grace_s=0) == []
+    assert _entries(tmp_path) == []
+
+
+def test_sweep_of_locked_folders_spares_the_current_one_and_live_holders(tmp_path):
+    for name in ("current", "held", "stale"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "step-00000005").mkdir()
+    with hold_lock_file(tmp_path / "held" / FOLDER_LOCK, attempt="live"):
+        removed = sweep_locked_folders(tmp_path, grace_s=0, keep="current")
+    assert removed == [tmp_path / "stale"]
+    assert _entries(tmp_path) == ["current", "held"]
+    assert sweep_locked_folders(tmp_path, grace_s=3600, keep="current") == []  # held was touched just now
