@@ -46,8 +46,12 @@ def check_domain_folder(folder: Path) -> Path:
     """
     folder = Path(folder)
     if os.path.islink(folder):
+        try:
+            target = os.readlink(folder)
+        except OSError:  # removed since: still not a folder to read
+            target = "?"
         raise UnsafeDomainFolder(
-            f"domain {folder.name!r}: landing folder {folder} is a symlink (to {os.readlink(folder)}); "
+            f"domain {folder.name!r}: landing folder {folder} is a symlink (to {target}); "
             "a domain folder must be a real folder inside the landing root, so it is not read. "
             "Replace the link by a folder (copy or move the files in)"
         )
