@@ -9,6 +9,7 @@ from typing import Any, Literal
 import dagster as dg
 from pydantic import Field
 
+from assets.common.locks import describe_holder, lock_holder
 from assets.models.loading import pick_device
 
 
@@ -37,25 +38,47 @@ class ComputeSettings(dg.ConfigurableResource):
         """Run a training request (assets/training/worker.py) as `training_launcher` says; its report.
 
         Out of process, `python -m assets.training REQUEST` runs through Pipes (under torchrun for
-        several processes). A trainer that stops for a reason (diverged, too little data) writes
-        the request's `error_path`: that fails the step without a retry, since the same inputs would
-        fail again. A process killed without a word is retried, and the retry resumes from the last
-        checkpoint. `in_process` calls `run_in_process` here instead (debugging).
+        several processes); `in_process` calls `run_in_process` here instead (debugging). Each
+        attempt's request names its own report and error files. First the checkpoint folder's lock
+        (held by a trainer for its whole life) is checked: another live attempt at the same inputs
+        fails this one at once, retriably, naming its pid. A trainer that stops on purpose (diverged,
+        too little data, past max_train_minutes) writes `retry: false` to `error_path`: the step
+        fails without a retry, since the same inputs would stop again. Any other error (disk full,
+        out of memory, an NCCL timeout, a process killed without a word) fails it retriably: the
+        asset's retry policy runs it again, resuming from the last checkpoint.
         """
         spec = json.loads(request.read_text())
-        if self.training_launcher == "in_process":
-            return run_in_process(spec, context.log.info)
-        launcher = [sys.executable]
-        if self.training_launcher == "torchrun":
-            launcher += ["-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={self.training_processes}"]
+        domain = context.partition_key if context.has_partition_key else spec.get("domain") or "-"
+        holder = lock_holder(Path(spec["lock_path"])) if spec.get("lock_path") else None
+        if holder is not None:
+            raise dg.Failure(f"domain {domain!r}: another attempt is training domain {domain!r} on these inputs "
+                             f"({describe_holder(holder)}); this attempt stops without touching its checkpoints",
+                             metadata={"retriable": True}, allow_retries=True)
         failure = Path(spec["error_path"])
-        failure.unlink(missing_ok=True)  # left by an earlier attempt
+        failure.unlink(missing_ok=True)
         try:
+            if self.training_launcher == "in_process":
+                return run_in_process(spec, context.log.info)
+            launcher = [sys.executable]
+            if self.training_launcher == "torchrun":
+                launcher += ["-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={self.training_processes}"]
             pipes.run(context=context, command=[*launcher, "-m", "assets.training", str(request)])
         except Exception as error:
-            if not failure.exists():
-                raise
-            stopped = json.loads(failure.read_text())
-            raise dg.Failure(f"domain {context.partition_key!r}: training stopped: {stopped['type']}: {stopped['message']}",
-                             allow_retries=False) from error
+            raise _training_failure(domain, failure, error) from error
         return json.loads(Path(spec["report_path"]).read_text())
+
+
+def _training_failure(domain: str, error_path: Path, error: Exception) -> dg.Failure:
+    """The step failure for a trainer that failed: retriable unless it stopped on purpose."""
+    try:
+        reported = json.loads(error_path.read_text())
+    except (OSError, ValueError):
+        reported = None  # killed without a word (OOM killer, SIGKILL), or a disk too full to say why
+    if reported is None:
+        what = f"the trainer ended without a report ({type(error).__name__}: {error})"
+    else:
+        what = f"{reported.get('type', 'error')}: {reported.get('message', '')}"
+        if reported.get("retry") is False:
+            return dg.Failure(f"domain {domain!r}: training stopped: {what}", metadata={"retriable": False}, allow_retries=False)
+    return dg.Failure(f"domain {domain!r}: training failed: {what}; a retry (the asset's retry policy) resumes from the last checkpoint",
+                      metadata={"retriable": True}, allow_retries=True)

@@ -1,6 +1,6 @@
 """`qlora_adapter`: LoRA adapters trained on the 4-bit NF4 base, saved in PEFT format."""
 
-import shutil
+import uuid
 from pathlib import Path
 
 import dagster as dg
@@ -8,11 +8,12 @@ import dagster as dg
 from assets.common.atomic import atomic_directory
 from assets.partitions import domain_partitions
 from assets.settings.training import QLoraConfig
+from assets.training.checkpoint import remove_checkpoints
 from assets.training.curve import loss_curve_markdown
-from assets.training.worker import run_request, write_request
+from assets.training.worker import attempt_files, run_request, write_request
 from resources.compute import ComputeSettings
 from resources.landing import LandingZone
-from resources.lineage import begin
+from resources.lineage import begin, logical_version
 from resources.storage import ArtifactStore
 
 
@@ -45,17 +46,23 @@ def qlora_adapter(
     (peft) trained on packed examples; by default in a Dagster Pipes subprocess (or `torchrun`
     processes), progress in the run log; checkpoints let a retry resume after a crash.
     Unchanged data, base, code and settings reuse the previous adapter without training."""
-    step = begin(context, UPSTREAM, landing.effective_settings(context.partition_key, "training", config), gate="training_dataset")
+    domain = context.partition_key
+    step = begin(context, UPSTREAM, landing.effective_settings(domain, "training", config), gate="training_dataset")
     if step.reused:
         return step.reused
-    # Checkpoints are keyed by the logical version: a retry resumes, other inputs start afresh.
-    checkpoints = artifacts.checkpoint_dir("qlora_adapter", context.partition_key, {"version": step.version})
+    # Checkpoints are keyed by what decides the adapter: a retry resumes, other inputs start afresh. The
+    # time limit only decides where a run stops, so a run with a higher one resumes where the last stopped.
+    key = logical_version(context, UPSTREAM, step.settings.model_dump(exclude={"max_train_minutes"}))
+    checkpoints = artifacts.checkpoint_dir("qlora_adapter", domain, {"version": key}, log=context.log.info)
     location = artifacts.new_location(context, "qlora_adapter")
+    attempt = f"{context.run_id[:8]}-{context.retry_number}-{uuid.uuid4().hex[:6]}"  # its own request, report, error files
+    request, report_path, error_path = attempt_files(checkpoints, attempt)
     with atomic_directory(location) as staging:
-        request = write_request(checkpoints / "request.json", step.path("base_model"), step.path("training_dataset") / "train",
-                                staging, checkpoints, step.settings.model_dump(), compute.resolved_device(), checkpoints / "report.json")
+        write_request(request, step.path("base_model"), step.path("training_dataset") / "train", staging, checkpoints,
+                      step.settings.model_dump(), compute.resolved_device(), report_path, error_path, domain, attempt)
         report = compute.train(context, pipes_subprocess_client, request, run_in_process=run_request)
-    shutil.rmtree(checkpoints, ignore_errors=True)  # the adapter is published; scratch no longer needed
+    if not remove_checkpoints(checkpoints):  # the adapter is published; its scratch goes, unless another attempt holds it
+        context.log.warning(f"domain {domain!r}: checkpoints {checkpoints} kept: another attempt holds them")
     return step.publish(_metadata(report, location, compute.resolved_device(), compute.training_launcher, step.settings))
 
 

@@ -10,7 +10,9 @@ packed or length-grouped micro-batches (packing.py), with
 - data order and dropout pure functions of (seed, step), so a resumed or multi-process run follows
   the same path as an uninterrupted single-process one;
 - atomic checkpoints every `save_steps` (checkpoint.py) that the next attempt resumes from;
-- a stop at the first non-finite loss, before the optimiser touches the weights and with no adapter.
+- a stop at the first non-finite loss, before the optimiser touches the weights and with no adapter;
+- a stop past `max_train_minutes` of wall time (counted from the start of this run), after a checkpoint,
+  so one domain cannot hold the accelerator forever and a later run continues where it stopped.
 
 Several processes (`torchrun`, gloo on CPU, nccl on CUDA): micro-batch j of a step runs on process
 j % world_size and the gradients are summed; process 0 writes checkpoints and the adapter.
@@ -60,12 +62,22 @@ class TrainingReport:
         return 100.0 * self.trainable_parameters / self.total_parameters
 
 
-class NonFiniteLoss(RuntimeError):
+class TrainingStopped(Exception):
+    """A deliberate stop: the same inputs and settings would stop the same way, so it is not retried.
+    Any other exception (disk full, out of memory, a lost NCCL peer) may pass on a retry, which
+    resumes from the last checkpoint (worker.py writes which kind it was for the launcher)."""
+
+
+class NonFiniteLoss(TrainingStopped, RuntimeError):
     """Training diverged; no adapter is saved from a run that produced NaN or inf."""
 
 
-class DatasetTooSmall(ValueError):
+class DatasetTooSmall(TrainingStopped, ValueError):
     """The training split cannot fill one micro-batch."""
+
+
+class TrainingTimeLimit(TrainingStopped):
+    """The run trained past `max_train_minutes`; a checkpoint was written first, so a later run resumes."""
 
 
 def build_model(base_dir: Path, config: QLoraConfig, device: str, plan: TargetPlan | None = None, skeleton: Any = None) -> tuple[Any, Any, Any]:
@@ -147,6 +159,8 @@ def train_qlora(
     log: Callable[[str], None] = print,
 ) -> TrainingReport:
     """Train LoRA adapters on the 4-bit base and save them (PEFT format) with the tokenizer."""
+    limit = getattr(config, "max_train_minutes", None)  # wall-clock minutes for this run, model loading included
+    deadline = time.monotonic() + 60 * limit if limit else None
     processes = setup_processes(device)
     # Resolved first: a target name that matches nothing stops here, before any data or weights load.
     skeleton = model_skeleton(base_dir)
@@ -155,7 +169,7 @@ def train_qlora(
     total = steps_for(len(stream.first_epoch), stream.per_step, config.epochs, config.max_steps)
     trainee = setup_model(base_dir, config, processes.device, plan, total, skeleton)
     run = resume(trainee, checkpoint_dir, log)
-    train(trainee, train_dataset, stream, run, total, config, processes, checkpoint_dir, log)
+    train(trainee, train_dataset, stream, run, total, config, processes, checkpoint_dir, log, deadline)
     save(trainee, adapter_dir, processes)
     trainable, total_params = trainee.model.get_nb_trainable_parameters()
     return TrainingReport(
@@ -234,8 +248,9 @@ def resume(trainee: Trainee, checkpoint_dir: Path, log: Callable[[str], None]) -
 
 
 def train(trainee: Trainee, dataset: Any, stream: StepStream, run: Run, total: int, config: QLoraConfig,
-          processes: Processes, checkpoint_dir: Path, log: Callable[[str], None]) -> None:
-    """Optimiser steps from run.start to `total`, with progress lines and checkpoints."""
+          processes: Processes, checkpoint_dir: Path, log: Callable[[str], None], deadline: float | None = None) -> None:
+    """Optimiser steps from run.start to `total`, with progress lines and checkpoints; past `deadline`
+    (time.monotonic()) a checkpoint, then TrainingTimeLimit."""
     from assets.training.progress import ProgressLog
 
     layout, world, rank = stream.layout, processes.world, processes.rank
@@ -257,10 +272,33 @@ def train(trainee: Trainee, dataset: Any, stream: StepStream, run: Run, total: i
         step_loss = optimiser_step(trainee, collated, step, total, config, processes)
         run.tokens += sum(stream.lengths[i] for batch in batches for row in batch for i in row)
         progress.step(step + 1, step_loss, float(trainee.scheduler.get_last_lr()[0]), run.tokens)
-        if (step + 1) % config.save_steps == 0 and step + 1 < total:
+        saved = (step + 1) % config.save_steps == 0 and step + 1 < total
+        if saved:
             checkpoint(trainee, checkpoint_dir, step + 1, progress.history, processes)
+        if deadline is not None and step + 1 < total and past(deadline, processes):
+            if not saved:
+                checkpoint(trainee, checkpoint_dir, step + 1, progress.history, processes)
+            minutes = getattr(config, "max_train_minutes", 0)
+            raise TrainingTimeLimit(
+                f"training stopped at its time limit (max_train_minutes {minutes:g}) after step {step + 1}/{total}; "
+                f"checkpoint of step {step + 1} saved in {checkpoint_dir}. Materialize again to continue from it "
+                "(raise training.max_train_minutes for longer runs)")
     run.duration_s = time.perf_counter() - started
     run.history = progress.history
+
+
+def past(deadline: float, processes: Processes) -> bool:
+    """Whether this run is past its deadline; under torchrun process 0's clock decides for all, so
+    every process stops after the same step."""
+    import torch
+    import torch.distributed as dist
+
+    over = time.monotonic() > deadline
+    if processes.world > 1:
+        flag = torch.tensor([1 if over and processes.rank == 0 else 0], device=processes.device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        over = bool(flag.item())
+    return over
 
 
 def optimiser_step(trainee: Trainee, collated: list[dict[str, Any]], step: int, total: int, config: QLoraConfig,
