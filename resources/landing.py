@@ -31,8 +31,10 @@ class LandingZone(dg.ConfigurableResource):
     settle_seconds: float = Field(
         30.0,
         ge=0,
+        le=86_400,
         description="The landing sensor waits until every file of a domain is this many seconds "
-        "old, so files still being written are not picked up.",
+        "old, so files still being written are not picked up (at most a day: a larger value would "
+        "hold a domain back for good after every touch).",
     )
 
     max_hash_bytes_per_tick: int = Field(
