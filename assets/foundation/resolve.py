@@ -13,12 +13,10 @@ weights only, a native transformers architecture (see model_files.py, model_fact
   pickled-only repos are converted into a content-addressed copy (`hub-<fingerprint16>`).
 """
 
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from assets.common.atomic import atomic_directory
+from assets.common.atomic import atomic_directory, locked_temp_directory
 from assets.common.hashing import directory_fingerprint
 from assets.foundation.model_facts import check_native_architecture, read_config
 from assets.foundation.model_files import publish_model_copy, select_model_files
@@ -67,18 +65,15 @@ def resolve_base_model(
 def _build_builtin(spec: BaseModelSpec, root: Path) -> ResolvedBaseModel:
     from assets.foundation.tiny_llama import save_tiny_llama
 
-    root.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".build-{spec.name}-", dir=root))  # unique: builds may overlap
-    save_tiny_llama(staging)
-    fingerprint = directory_fingerprint(staging)
-    final = root / f"{spec.name}-{fingerprint[:16]}"
-    if final.exists():
-        # Same bytes already published (the build is deterministic): reuse, never overwrite.
-        shutil.rmtree(staging)
-    else:
-        with atomic_directory(final) as target:
-            for item in staging.iterdir():
-                item.rename(target / item.name)
-        shutil.rmtree(staging)
+    # Unique (builds may overlap) and locked while building, so the artifact store's sweep removes
+    # it only once its builder died (resources/storage.py, assets/common/atomic.py).
+    with locked_temp_directory(root, prefix=f".build-{spec.name}-") as staging:
+        save_tiny_llama(staging)
+        fingerprint = directory_fingerprint(staging)
+        final = root / f"{spec.name}-{fingerprint[:16]}"
+        if not final.exists():  # same bytes already published (the build is deterministic): reuse, never overwrite
+            with atomic_directory(final) as target:
+                for item in staging.iterdir():
+                    item.rename(target / item.name)
     files = tuple(sorted(p.name for p in final.iterdir()))
     return ResolvedBaseModel(spec, final, fingerprint, None, files, sum((final / name).stat().st_size for name in files))
