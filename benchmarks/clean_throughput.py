@@ -3,8 +3,9 @@
     python benchmarks/clean_throughput.py --size-mb 1024
 
 Generates a synthetic corpus of `--size-mb` MB of text in `rows.parquet` form (what `raw_corpus`
-writes), with a known set of planted exact duplicates and near duplicates (a few words replaced, an
-estimated 5-gram Jaccard of about 0.9-0.95 to their original), cached under --workdir. Then, in two
+writes), with a known set of planted exact duplicates and near duplicates (a few words replaced, then
+one or two layout changes: re-flowed at another width, re-indented, runs of spaces, tabs, CRLF; a
+normalised 5-gram Jaccard of about 0.9-0.95 to their original), cached under --workdir. Then, in two
 fresh processes so that each peak RSS is its own, it cleans the corpus with
 
 - loraline: `assets.quality.cleaning.clean_parquet` (polars streaming batches, one-permutation
@@ -30,6 +31,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from near_dup_quality import LAYOUTS, layout  # noqa: E402  (the same layout edits as the quality benchmark)
 
 DOC_WORDS = (30, 1200)  # words per document, log-uniform: ~200 B to ~8 KB, mean ~2 KB
 EXACT_SHARE, NEAR_SHARE = 0.04, 0.06
@@ -37,11 +39,14 @@ EXACT_SHARE, NEAR_SHARE = 0.04, 0.06
 
 def generate(path: Path, size_mb: int, seed: int) -> None:
     """Write rows.parquet and truth.parquet in chunks (the generator's memory stays flat)."""
+    import random
+
     import polars as pl
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     rng = np.random.default_rng(seed)
+    layout_rng = random.Random(seed)
     letters = np.frombuffer(b"abcdefghijklmnopqrstuvwxyz", dtype=np.uint8)
     vocab = [bytes(rng.choice(letters, size=rng.integers(2, 11))).decode() for _ in range(30_000)]
     cdf = np.cumsum(1.0 / np.arange(1, len(vocab) + 1) ** 0.8)  # Zipf-like word frequencies
@@ -71,7 +76,12 @@ def generate(path: Path, size_mb: int, seed: int) -> None:
                         originals.append((row, words))
                     elif rng.random() < 0.05:
                         originals[rng.integers(len(originals))] = (row, words)
-                texts.append(" ".join(vocab[w] for w in words).capitalize() + ".")
+                # Lines of 12 words, as documents have; a near copy is laid out again.
+                text = "\n".join(" ".join(vocab[w] for w in words[i:i + 12]) for i in range(0, len(words), 12)).capitalize() + "."
+                if kind == "near":
+                    for change in layout_rng.sample(LAYOUTS, layout_rng.randint(1, 2)):
+                        text = layout(text, change, layout_rng)
+                texts.append(text)
                 truth["row"].append(row)
                 truth["planted"].append(kind)
                 truth["original"].append(source)
@@ -229,7 +239,7 @@ def main() -> None:
     import pandas as pd
     import polars as pl
 
-    corpus = args.workdir / f"corpus-{args.size_mb}mb-seed{args.seed}"
+    corpus = args.workdir / f"corpus-{args.size_mb}mb-seed{args.seed}-layout"
     if not (corpus / "truth.parquet").exists():
         corpus.mkdir(parents=True, exist_ok=True)
         generate(corpus, args.size_mb, args.seed)

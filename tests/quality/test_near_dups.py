@@ -6,7 +6,7 @@ import polars as pl
 
 from assets.corpora.readers import ROW_SCHEMA
 from assets.quality.cleaning import clean_corpus
-from assets.quality.near_dups import band_layout, find_near_duplicates, signatures
+from assets.quality.near_dups import NUM_BINS, band_layout, find_near_duplicates, signatures
 from assets.settings.cleaning import CleaningConfig
 from assets.tokenization.tokenizing import split_of
 
@@ -44,7 +44,9 @@ def test_signatures_are_deterministic_across_calls() -> None:
 
 def test_band_layout_targets_just_below_the_threshold() -> None:
     bands, rows = band_layout(0.85)
-    assert bands * rows == 128 and 0.65 <= (1 / bands) ** (1 / rows) <= 0.85
+    # A bin agrees with probability J + (1 - J) / 15 (4-bit values also agree by chance).
+    lsh_threshold = ((1 / bands) ** (1 / rows) - 1 / 15) / (1 - 1 / 15)
+    assert bands * rows == NUM_BINS and rows >= 8 and 0.7 <= lsh_threshold <= 0.85
 
 
 def frame(texts: list[str]) -> pl.DataFrame:
@@ -77,3 +79,11 @@ def test_kept_near_duplicates_share_one_split() -> None:
     by_line = dict(zip(splits["line"], splits["split"]))
     assert all(by_line[i] == by_line[i + 60] for i in range(1, 61))
     assert set(by_line.values()) == {"train", "eval"}
+
+
+def test_signing_in_slices_matches_signing_each_text_alone() -> None:
+    # More texts than one slice holds: slices are signed in parallel, and no shingle may cross texts.
+    rng = random.Random(4)
+    texts = [" ".join(rng.choice(WORDS) for _ in range(rng.randint(0, 6))) for _ in range(9000)]
+    together = signatures(texts)
+    assert all((together[i] == signatures([texts[i]])[0]).all() for i in range(0, 9000, 7))
