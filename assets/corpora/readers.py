@@ -1,27 +1,34 @@
 """Read one domain's landed files into one polars table with provenance, quarantining the rest.
 
-Pure module (polars + stdlib, never dagster). The rule every reader keeps: each input record ends
-up exactly once, either in `rows` (canonical schema) or in `quarantine` (with a specific reason),
-so `ReadResult.rows_in` is the honest count of what landed. A file-level failure (unreadable,
-unsupported suffix, unparseable .json, parquet/csv without a usable column, a refused symlink) is
-one quarantine row with line 0 (or the error's line), because its records cannot be told apart.
+Pure module (polars + pyarrow + stdlib, never dagster). The rule every reader keeps: each input
+record ends up exactly once, either in the rows (canonical schema) or in the quarantine (with a
+specific reason), so `ReadResult.rows_in` is the honest count of what landed. A file-level failure
+(unreadable, unsupported suffix, unparseable .json, parquet/csv without a usable column, a refused
+symlink) is one quarantine row with line 0 (or the error's line), because its records cannot be
+told apart; such a file is marked `stopped` (its count cannot be checked against an independent
+count of its records, see counting.py).
 
-Landed files are not trusted: .jsonl and .csv are streamed line by line and every record is capped
-at MAX_RECORD_BYTES, so a 500 MB line costs about that cap in memory, not its size; .json arrays
-are streamed element by element (see decoding.py). UTF-8, UTF-16 and UTF-32 with a byte-order mark
-are read; NUL bytes and lone surrogates never reach the table.
+Landed files are not trusted, and memory stays bounded for every shape: .jsonl and .csv are
+streamed line by line and every record is capped at MAX_RECORD_BYTES; .json arrays are streamed
+element by element (see decoding.py); parquet is decoded in batches of about PARQUET_BATCH_BYTES;
+kept and quarantined rows alike go to an `Output` every FLUSH_ROWS rows or FLUSH_BYTES characters.
+UTF-8, UTF-16 and UTF-32 with a byte-order mark are read; NUL bytes and lone surrogates never
+reach the table. Each file is hashed while it is read (hashed_file.py), so its digest describes
+exactly the bytes its rows came from.
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import os
 import stat
-from dataclasses import dataclass, field
+import tempfile
 from pathlib import Path
 from typing import Any, BinaryIO, Callable
 
-import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from assets.corpora.decoding import (
     HEAD_BYTES,
@@ -29,7 +36,6 @@ from assets.corpora.decoding import (
     JsonStop,
     RowFeed,
     RowTooLarge,
-    TextStart,
     format_limit,
     invalid_cell,
     iter_json_values,
@@ -42,59 +48,47 @@ from assets.corpora.decoding import (
     undecodable_line,
     utf8_stream,
 )
+from assets.corpora.hashed_file import HashedFile, copy_hashed
 from assets.corpora.listing import SUPPORTED_SUFFIXES, os_error, scan_domain_files
+from assets.corpora.parquet_pages import batch_rows, largest_payload_page
 from assets.corpora.records import parse_record
+from assets.corpora.tables import (  # the schemas and ReadResult are imported from here too
+    QUARANTINE_SCHEMA,
+    ROW_SCHEMA,
+    UNREADABLE,
+    FileRead,
+    MemoryOutput,
+    Output,
+    ReadResult,
+    Rows,
+    frame,
+)
 
 # One record (a .jsonl line, a .csv row, a .json element, a .txt file, a parquet row's text) may
 # not exceed this. Read at call time, so tests can lower it.
 MAX_RECORD_BYTES = 16 * 2**20
-# Rows a reader holds before handing them to its sink (see read_file).
+# A reader hands its rows to the output every FLUSH_ROWS rows or FLUSH_BYTES characters of text,
+# whichever comes first: the row count bounds many small rows, the characters a few huge ones.
 FLUSH_ROWS = 10_000
+FLUSH_BYTES = 16 * 2**20
+# Characters of text a parquet batch decodes to at most (estimated from the footer's sizes), and
+# the largest page accepted: a page is decompressed whole, whatever the batch size.
+PARQUET_BATCH_BYTES = 8 * 2**20
+PARQUET_PAGE_BYTES = 64 * 2**20
 # Columns a csv/parquet file may carry; "input" alone identifies no shape, so it is not listed.
 SHAPE_COLUMNS = ("messages", "conversations", "instruction", "output", "text")
 _ALL_COLUMNS = SHAPE_COLUMNS + ("input",)
 _JSON_COLUMNS = ("messages", "conversations")  # tabular files store these as JSON strings
 _REASON_CHARS = 500  # reasons quote user data (keys, column names, paths); keep the report small
 
-ROW_SCHEMA = pl.Schema({
-    "source_file": pl.String,  # relative to the domain folder, POSIX separators
-    "line": pl.Int64,          # 1-based line / element / row number, see read_file
-    "kind": pl.String,         # "text" | "chat" | "instruction"
-    "roles": pl.List(pl.String),
-    "contents": pl.List(pl.String),
-})
-QUARANTINE_SCHEMA = pl.Schema({
-    "source_file": pl.String,
-    "line": pl.Int64,          # 0 when the whole file is quarantined
-    "reason": pl.String,
-    "snippet": pl.String,      # first 200 characters of the offending raw line or record
-})
-
-Rows = list[dict[str, Any]]
-
-
-@dataclass(frozen=True)
-class ReadResult:
-    rows: pl.DataFrame         # ROW_SCHEMA, even when empty
-    quarantine: pl.DataFrame   # QUARANTINE_SCHEMA, even when empty
-    files: list[str]           # relative POSIX paths of the files read, sorted
-    # Files read that held no record at all (0 bytes, only a BOM, blank lines, `[]`, a csv header).
-    empty_files: list[str] = field(default_factory=list)
-    kept: int = -1  # rows read fine; equals len(rows) unless they were streamed to a sink
-
-    @property
-    def rows_kept(self) -> int:
-        return len(self.rows) if self.kept < 0 else self.kept
-
-    @property
-    def rows_in(self) -> int:
-        return self.rows_kept + len(self.quarantine)
-
-
-def read_domain(domain_dir: Path, landing_root: Path | None = None,
-                sink: Callable[[Rows], None] | None = None) -> ReadResult:
+def read_domain(domain_dir: Path, landing_root: Path | None = None, output: Output | None = None,
+                spool_dir: Path | None = None) -> ReadResult:
     """Read every data file of one domain folder; raise only if there is nothing to read.
-    With a `sink`, good rows go to it in batches (see read_file) and `rows` stays empty."""
+
+    With an `output`, rows and quarantine rows go to it in batches and the returned frames stay
+    empty. Parquet files are copied (hashed on the way) into `spool_dir` (default: a temporary
+    folder) and read from the copy, one at a time.
+    """
     domain_dir = Path(domain_dir)
     if not domain_dir.is_dir():
         raise FileNotFoundError(f"domain folder {domain_dir} does not exist or is not a folder")
@@ -102,79 +96,101 @@ def read_domain(domain_dir: Path, landing_root: Path | None = None,
     if not listing.paths and not listing.refused:
         raise ValueError(f"domain folder {domain_dir} holds no data files "
                          f"(supported: {', '.join(SUPPORTED_SUFFIXES)})")
-    rows: Rows = []
-    quarantine: Rows = [{"source_file": name, "line": 0, "reason": printable(reason), "snippet": ""}
-                        for name, reason in listing.refused]
+    memory = MemoryOutput() if output is None else None
+    out: Output = memory or output  # type: ignore[assignment]
+    if listing.refused:
+        out.quarantine([{"source_file": name, "line": 0, "reason": printable(reason), "snippet": ""}
+                        for name, reason in listing.refused])
     files = [path.relative_to(domain_dir).as_posix() for path in listing.paths]
-    empty = []
-    kept = 0
-
-    def take(batch: Rows) -> None:
-        nonlocal kept
-        kept += len(batch)
-        if sink is None:
-            rows.extend(batch)
-        elif batch:
-            sink(batch)
-
-    for path, name in zip(listing.paths, files):
-        before = kept
-        file_rows, file_quarantine = read_file(path, name, take if sink else None)
-        take(file_rows)
-        if kept == before and not file_quarantine:
-            empty.append(name)
-        quarantine.extend(file_quarantine)
-    return ReadResult(_frame(rows, ROW_SCHEMA), _frame(quarantine, QUARANTINE_SCHEMA), files,
-                      sorted(empty), kept)
+    reads = {name: read_file(path, name, out, spool_dir) for path, name in zip(listing.paths, files)}
+    empty = sorted(name for name, read in reads.items() if not read.kept and not read.quarantined)
+    kept = sum(read.kept for read in reads.values())
+    quarantined = len(listing.refused) + sum(read.quarantined for read in reads.values())
+    rows, quarantine = (memory.kept, memory.quarantined) if memory else ([], [])
+    return ReadResult(frame(rows, ROW_SCHEMA), frame(quarantine, QUARANTINE_SCHEMA), files, empty,
+                      kept, quarantined, reads, list(listing.refused), list(getattr(listing, "skipped", [])))
 
 
-def read_file(path: Path, relative_name: str, sink: Callable[[Rows], None] | None = None) -> tuple[Rows, Rows]:
-    """(rows, quarantine) of one file as dicts keyed like ROW_SCHEMA / QUARANTINE_SCHEMA.
-
-    With a `sink`, rows are handed to it every FLUSH_ROWS rows instead of piling up, so a file of
-    millions of records costs one batch of memory; the returned rows are then only the last part.
-    A .json file is one document that is either read through or rejected whole, so it is not flushed.
+def read_file(path: Path, relative_name: str, output: Output, spool_dir: Path | None = None) -> FileRead:
+    """Read one file into `output` (rows and quarantine rows keyed like ROW_SCHEMA / QUARANTINE_SCHEMA).
 
     `line` is the physical start line for .jsonl and .csv (header = line 1; LF, CRLF and lone CR
     each end a line), the 1-based element for a .json array (1 for a single object; the file line
     for a .json that cannot be read through), the 1-based row for .parquet, 1 for .txt.
     """
     suffix = path.suffix.lower()
-    out = _Collector(relative_name, sink if suffix != ".json" else None)
+    out = _Collector(relative_name, output)
     reader = _READERS.get(suffix)
-    if reader is None:
-        shown = f"'{suffix}'" if suffix else "(no suffix)"
-        out.reject(0, f"unsupported file type {shown} (supported: {', '.join(SUPPORTED_SUFFIXES)})",
-                   "")
-        return out.rows, out.quarantine
+    digest = UNREADABLE
+    if suffix == ".json":
+        output.begin()
     try:
-        info = path.stat()
-        if not stat.S_ISREG(info.st_mode):  # checked before open: opening a FIFO blocks
-            out.reject(0, "not a regular file (a FIFO, socket or device); not read", "")
-        elif info.st_size:
-            with path.open("rb") as stream:
-                start = open_text(stream) if suffix != ".parquet" else TextStart("", 0)
-                if start.refusal:
-                    out.reject(1 if suffix == ".txt" else 0, start.refusal, start.head)
-                else:
-                    reader(stream, out, info.st_size, start.codec, start.bom)
+        if not stat.S_ISREG(path.stat().st_mode):  # checked before open: opening a FIFO blocks
+            out.stop(0, "not a regular file (a FIFO, socket or device); not read", "")
+        else:
+            with path.open("rb") as handle:
+                stream = HashedFile(handle)
+                size = os.fstat(handle.fileno()).st_size
+                if reader is None:
+                    shown = f"'{suffix}'" if suffix else "(no suffix)"
+                    out.stop(0, f"unsupported file type {shown} (supported: {', '.join(SUPPORTED_SUFFIXES)})", "")
+                elif size and suffix == ".parquet":
+                    _read_copy(stream, out, size, spool_dir)
+                elif size:
+                    _read_text_file(stream, out, size, reader, suffix)
+                digest = stream.finish()
     except OSError as error:
-        out.reject(0, f"cannot read file: {os_error(error)}", "")
-    return out.rows, out.quarantine
+        out.stop(0, f"cannot read file: {os_error(error)}", "")
+    out.flush()
+    if suffix == ".json":
+        output.commit()
+    return FileRead(digest, out.kept, out.quarantined, out.stopped)
+
+
+def _read_text_file(stream: HashedFile, out: _Collector, size: int, reader: Callable, suffix: str) -> None:
+    start = open_text(stream)
+    if not start.refusal:
+        reader(stream, out, size, start.codec, start.bom)
+    elif suffix == ".txt":  # a .txt file is one record: refusing it is refusing that record
+        out.reject(1, start.refusal, start.head)
+    else:
+        out.stop(0, start.refusal, start.head)
+
+
+def _read_copy(stream: HashedFile, out: _Collector, size: int, spool_dir: Path | None) -> None:
+    # Parquet is read by random access, which a forward hash cannot follow: the bytes are copied
+    # (and hashed) into a private file first, so the rows come from exactly the hashed bytes.
+    with tempfile.TemporaryDirectory(prefix=".parquet-", dir=spool_dir) as spool:
+        copy = Path(spool) / "landed.parquet"
+        copy_hashed(stream, copy)
+        with open(copy, "rb") as private:
+            _read_parquet(private, out, size, "", 0)
 
 
 class _Collector:
-    """Accumulates one file's outcomes so each reader only says what happened at which line."""
+    """One file's outcomes, handed to the output in batches, so each reader only says what
+    happened at which line."""
 
-    def __init__(self, source_file: str, sink: Callable[[Rows], None] | None = None):
+    def __init__(self, source_file: str, output: Output):
         self.source_file = source_file
+        self.output = output
         self.rows: Rows = []
         self.quarantine: Rows = []
-        self.sink = sink
+        self.characters = 0  # text held in self.rows
+        self.kept = self.quarantined = 0
+        self.stopped = False
 
     def reject(self, line: int, reason: str, raw: str | bytes) -> None:
         self.quarantine.append({"source_file": self.source_file, "line": line,
                                 "reason": printable(reason)[:_REASON_CHARS], "snippet": snippet(raw)})
+        self.quarantined += 1
+        if len(self.quarantine) >= FLUSH_ROWS:
+            self.flush()
+
+    def stop(self, line: int, reason: str, raw: str | bytes) -> None:
+        """The rest of the file (from `line`) is not read: one quarantine row stands for it."""
+        self.reject(line, reason, raw)
+        self.stopped = True
 
     def add(self, line: int, obj: Any, raw: Callable[[], str]) -> None:
         # The snippet is built lazily: serialising every good record would double the cost.
@@ -190,17 +206,23 @@ class _Collector:
             return
         self.rows.append({"source_file": self.source_file, "line": line,
                           "kind": kind, "roles": roles, "contents": contents})
-        if self.sink is not None and len(self.rows) >= FLUSH_ROWS:
-            self.sink(self.rows)
-            self.rows = []
+        self.kept += 1
+        self.characters += size
+        if len(self.rows) >= FLUSH_ROWS or self.characters >= FLUSH_BYTES:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.rows:
+            self.output.rows(self.rows)
+        if self.quarantine:
+            self.output.quarantine(self.quarantine)
+        self.rows, self.quarantine, self.characters = [], [], 0
 
     def clear(self) -> None:
-        self.rows.clear()
-        self.quarantine.clear()
-
-
-def _frame(records: Rows, schema: pl.Schema) -> pl.DataFrame:
-    return pl.DataFrame({name: [r[name] for r in records] for name in schema}, schema=schema)
+        """Forget everything this file gave so far (a .json that cannot be read through)."""
+        self.rows, self.quarantine, self.characters = [], [], 0
+        self.kept = self.quarantined = 0
+        self.output.rollback()
 
 
 def _dump(obj: Any) -> str:
@@ -250,7 +272,7 @@ def _read_json(stream: BinaryIO, out: _Collector, size: int, codec: str, bom: in
         if isinstance(stop, JsonStop) and stop.oversized == "the JSON value":
             reason = f"file of {size} bytes exceeds the {format_limit(MAX_RECORD_BYTES)} record limit"
         out.clear()
-        out.reject(stop.line, reason, stop.snippet)
+        out.stop(stop.line, reason, stop.snippet)
 
 
 def _read_txt(stream: BinaryIO, out: _Collector, size: int, codec: str, bom: int) -> None:
@@ -293,8 +315,8 @@ def _read_csv(stream: BinaryIO, out: _Collector, size: int, codec: str, bom: int
             reason = str(error) if isinstance(error, RowTooLarge) else f"invalid CSV: {error}"
             if header is None or feed.last != start:
                 # Inside a multi-line row csv cannot find the next row start: the rest is one record.
-                out.reject(0 if header is None else start,
-                           reason + "; the rest of the file is not read", head)
+                out.stop(0 if header is None else start,
+                         reason + "; the rest of the file is not read", head)
                 return
             out.reject(start, reason, head)
             continue
@@ -305,7 +327,7 @@ def _read_csv(stream: BinaryIO, out: _Collector, size: int, codec: str, bom: int
         if header is None:
             header = [cell.strip() for cell in cells]
             if not set(header) & set(SHAPE_COLUMNS):
-                out.reject(0, _no_columns_reason(header), raw)
+                out.stop(0, _no_columns_reason(header), raw)
                 return
             continue
         if len(cells) != len(header):
@@ -324,20 +346,34 @@ def _read_csv(stream: BinaryIO, out: _Collector, size: int, codec: str, bom: int
 
 
 def _read_parquet(stream: BinaryIO, out: _Collector, size: int, codec: str, bom: int) -> None:
+    number = 0  # rows handed on (or refused) so far
     try:
-        columns = pl.read_parquet_schema(stream).names()
-        if not set(columns) & set(SHAPE_COLUMNS):
-            out.reject(0, _no_columns_reason(columns), "")
+        landed = pq.ParquetFile(stream)
+        names = landed.schema_arrow.names
+        if not set(names) & set(SHAPE_COLUMNS):
+            out.stop(0, _no_columns_reason(names), "")
             return
-        stream.seek(0)
-        # Only the payload columns are read: ids, embeddings and metadata are ignored anyway.
-        frame = pl.read_parquet(stream, columns=[c for c in columns if c in _ALL_COLUMNS])
-    except (OSError, ValueError, pl.exceptions.PolarsError, pl.exceptions.PanicException) as error:
-        # PanicException (a BaseException) is how polars reports some corrupt pages.
-        out.reject(0, f"unreadable parquet: {str(error).strip().splitlines()[0][:300]}", "")
-        return
-    for number, record in enumerate(frame.iter_rows(named=True), start=1):
-        _add_tabular(number, record, out, lambda record=record: _dump(record))
+        # Only the payload columns are decoded (ids, embeddings and metadata are ignored anyway),
+        # one row group at a time and in batches within it: a small file may decode to gigabytes.
+        columns = [name for name in names if name in _ALL_COLUMNS]
+        with open(stream.name, "rb") as headers:
+            for group in range(landed.metadata.num_row_groups):
+                meta = landed.metadata.row_group(group)
+                if (page := largest_payload_page(headers, meta, columns)) > PARQUET_PAGE_BYTES:
+                    out.stop(number + 1, f"rows {number + 1}-{number + meta.num_rows} (row group {group + 1}) not read: "
+                             f"a page decodes to {page} bytes at once, over the {format_limit(PARQUET_PAGE_BYTES)} "
+                             "page limit; write the file with smaller pages (or as .jsonl)", "")
+                    number += meta.num_rows
+                    continue
+                rows = batch_rows(meta, columns, PARQUET_BATCH_BYTES, FLUSH_ROWS)
+                for batch in landed.iter_batches(rows, row_groups=[group], columns=columns, use_threads=False):
+                    for record in batch.to_pylist():
+                        number += 1
+                        _add_tabular(number, record, out, lambda record=record: _dump(record))
+    except (OSError, ValueError, pa.ArrowException) as error:  # PageHeaderError is a ValueError
+        message = str(error).strip().splitlines()[0][:300] if str(error).strip() else type(error).__name__
+        where = f" from row {number + 1}; the rest of the file is not read" if number else ""
+        out.stop(number + 1 if number else 0, f"unreadable parquet{where}: {message}", "")
 
 
 def _add_tabular(line: int, record: dict, out: _Collector, raw: Callable[[], str]) -> None:

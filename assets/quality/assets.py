@@ -15,7 +15,7 @@ from assets.quality.expectations import CHECKS, run_corpus_checks
 from assets.quality.rejections import Reconciliation, collect_rejections, reason_counts, reconcile
 from assets.settings.cleaning import CleaningConfig
 from resources.landing import LandingZone
-from resources.lineage import logical_version, published, reuse_if_unchanged, upstream_path
+from resources.lineage import latest_materialization, logical_version, published, reuse_if_unchanged, upstream_path
 from resources.storage import ArtifactStore
 
 PREVIEW_ROWS = 50
@@ -37,7 +37,7 @@ class CleaningRunConfig(dg.Config, CleaningConfig):
             "Expectations suite blocks the domain's chain when the data is not fit to train on.",
         ),
         dg.AssetSpec(
-            "quarantined_rows", deps=["raw_corpus"], group_name="quality", kinds={"polars", "parquet"}, code_version="2",
+            "quarantined_rows", deps=["raw_corpus"], group_name="quality", kinds={"polars", "parquet"}, code_version="3",
             description="Every row that did not reach training: file, line, reason, snippet; unreadable rows "
             "(stage 'read') and rows removed by a cleaning filter (stage 'clean').",
         ),
@@ -45,7 +45,8 @@ class CleaningRunConfig(dg.Config, CleaningConfig):
     check_specs=[
         *[dg.AssetCheckSpec(name, asset="clean_corpus", blocking=True, description=text) for name, text in CHECKS.items()],
         dg.AssetCheckSpec("counts_reconcile", asset="quarantined_rows", blocking=True,
-                          description="rows read = rows kept + rows quarantined + rows filtered"),
+                          description="records counted in the landed files (independently of the readers) = "
+                          "rows kept + rows quarantined + rows filtered"),
     ],
 )
 def clean_corpus(context: dg.AssetExecutionContext, config: CleaningRunConfig, landing: LandingZone, artifacts: ArtifactStore):
@@ -59,7 +60,8 @@ def clean_corpus(context: dg.AssetExecutionContext, config: CleaningRunConfig, l
     clean_dir, rejected_dir = artifacts.new_location(context, "clean_corpus"), artifacts.new_location(context, "quarantined_rows")
     with atomic_directory(clean_dir) as staging:
         result = clean_parquet(raw_dir / "rows.parquet", staging / "rows.parquet", staging / "filtered.parquet", settings)
-        rejections = collect_rejections(pl.scan_parquet(raw_dir / "quarantine.parquet"), pl.scan_parquet(staging / "filtered.parquet"))
+        rejections = collect_rejections(pl.scan_parquet(raw_dir / "quarantine.parquet"), pl.scan_parquet(staging / "filtered.parquet"),
+                                        settings.scrub_pii)
     context.log.info(f"domain {context.partition_key!r}: {result.rows_in} rows cleaned in {result.batches} batch(es), "
                      f"{result.rows_clean} kept")
     with atomic_directory(rejected_dir) as staging:
@@ -69,10 +71,18 @@ def clean_corpus(context: dg.AssetExecutionContext, config: CleaningRunConfig, l
     yield published(_clean_metadata(clean_dir, result, settings), versions["clean_corpus"],
                     check_results(context, "clean_corpus", outcomes), "clean_corpus")
 
-    totals = reconcile(result.rows_in + quarantined, result.rows_clean, rejections)
+    totals = _reconcile(context, result.rows_in + quarantined, result.rows_clean, rejections)
     balance = dg.AssetCheckResult(asset_key="quarantined_rows", check_name="counts_reconcile", passed=totals.balanced,
                                   severity=dg.AssetCheckSeverity.ERROR, description=totals.describe())
     yield published(_rejections_metadata(rejected_dir, rejections, totals), versions["quarantined_rows"], [balance], "quarantined_rows")
+
+
+def _reconcile(context: dg.AssetExecutionContext, rows_read: int, kept: int, rejections: pl.DataFrame) -> Reconciliation:
+    """Balance against the records raw_corpus counted in the landed files without its readers."""
+    raw = latest_materialization(context, "raw_corpus", context.partition_key).metadata
+    if "records_counted" not in raw:  # made by a raw_corpus older than the count
+        return reconcile(rows_read, kept, rejections, counted=False)
+    return reconcile(raw["records_counted"].value, kept, rejections, mismatches=raw["count_mismatches"].value)
 
 
 def _rejections_metadata(location: Path, rejections: pl.DataFrame, totals: Reconciliation) -> dict:

@@ -6,10 +6,15 @@ import sys
 from pathlib import Path
 
 import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
+from assets.corpora import readers
 from assets.corpora.listing import SUPPORTED_SUFFIXES, list_domain_files
+from assets.corpora.parquet_pages import PageHeaderError, batch_rows, largest_payload_page
 from assets.corpora.readers import QUARANTINE_SCHEMA, ROW_SCHEMA, ReadResult, read_domain, read_file
+from assets.corpora.tables import UNREADABLE, MemoryOutput
 
 CHAT = [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]
 
@@ -192,6 +197,79 @@ def test_corrupt_parquet_is_one_row(tmp_path):
     assert result.quarantine["reason"][0].startswith("unreadable parquet:")
 
 
+def test_parquet_is_decoded_in_batches_of_bounded_text(tmp_path, monkeypatch):
+    # One row group of 40 rows of 10,000 characters: before issue 11 it was decoded whole (a 0.7 MB
+    # file decoding to 300 MB of text cost +515 MB); now a batch holds about PARQUET_BATCH_BYTES.
+    texts = [f"{i:04d}" + "abcdefghij"[i % 10] * 9_996 for i in range(40)]
+    pl.DataFrame({"text": texts, "embedding": [[0.5] * 64] * 40}).write_parquet(
+        tmp_path / "a.parquet", row_group_size=40, compression="zstd")
+    metadata = pq.ParquetFile(tmp_path / "a.parquet").metadata
+    assert metadata.num_row_groups == 1
+    monkeypatch.setattr(readers, "PARQUET_BATCH_BYTES", 50_000)
+    assert 1 <= batch_rows(metadata.row_group(0), ["text"], 50_000, 10_000) <= 5  # from the footer's sizes
+    assert batch_rows(metadata.row_group(0), ["text"], 2**30, 10_000) == 10_000
+    batched = read_domain(tmp_path)
+    monkeypatch.setattr(readers, "PARQUET_BATCH_BYTES", 2**30)
+    assert batched.rows.equals(read_domain(tmp_path).rows)
+    assert batched.rows["contents"].to_list() == [[text] for text in texts]
+
+
+def test_parquet_row_group_with_a_page_over_the_limit_is_refused_before_decoding(tmp_path, monkeypatch):
+    # pyarrow puts 1024 values in a page whatever their size: 20 documents of 100,000 characters
+    # are one 2 MB page, which no batch size can split (the same shape, 300 MB in 0.5 MB, cost
+    # +515 MB before issue 11).
+    texts = [f"{i:03d} " + "ab" * 50_000 for i in range(20)]
+    pq.write_table(pa.table({"text": texts}), tmp_path / "a.parquet", row_group_size=10, compression="zstd")
+    with open(tmp_path / "a.parquet", "rb") as stream:
+        metadata = pq.ParquetFile(tmp_path / "a.parquet").metadata
+        assert largest_payload_page(stream, metadata.row_group(0), ["text"]) >= 10 * 100_000
+    monkeypatch.setattr(readers, "PARQUET_PAGE_BYTES", 100_000)
+    result = read_domain(tmp_path)
+    assert result.rows.is_empty() and result.file_reads["a.parquet"].stopped
+    assert result.quarantine.select("line", "reason").rows() == [
+        (1, "rows 1-10 (row group 1) not read: a page decodes to 1000080 bytes at once, over the 100000 bytes "
+            "page limit; write the file with smaller pages (or as .jsonl)"),
+        (11, "rows 11-20 (row group 2) not read: a page decodes to 1000080 bytes at once, over the 100000 bytes "
+             "page limit; write the file with smaller pages (or as .jsonl)")]
+    monkeypatch.setattr(readers, "PARQUET_PAGE_BYTES", 2**30)
+    assert read_domain(tmp_path).rows["contents"].to_list() == [[text] for text in texts]
+
+
+def test_page_headers_of_files_written_by_polars_and_pyarrow(tmp_path):
+    pl.DataFrame({"text": [f"doc {i}" for i in range(100_000)], "id": list(range(100_000))}).write_parquet(
+        tmp_path / "polars.parquet", row_group_size=30_000)
+    pq.write_table(pa.table({"text": [f"doc {i}" * 3 for i in range(100_000)]}), tmp_path / "arrow.parquet",
+                   row_group_size=40_000, data_page_size=64 * 1024)
+    for name in ("polars.parquet", "arrow.parquet"):
+        metadata = pq.ParquetFile(tmp_path / name).metadata
+        with open(tmp_path / name, "rb") as stream:
+            for group in range(metadata.num_row_groups):
+                page = largest_payload_page(stream, metadata.row_group(group), ["text"])
+                assert 1_000 < page <= 2 * 2**20, (name, group, page)
+    broken = bytearray((tmp_path / "arrow.parquet").read_bytes())
+    chunk = pq.ParquetFile(tmp_path / "arrow.parquet").metadata.row_group(0).column(0)
+    start = min(o for o in (chunk.dictionary_page_offset, chunk.data_page_offset) if o)
+    broken[start:start + 4] = b"\x19\xff\xff\xff"  # a list header whose size never ends
+    (tmp_path / "broken.parquet").write_bytes(bytes(broken))
+    with open(tmp_path / "broken.parquet", "rb") as stream, pytest.raises(PageHeaderError):
+        largest_payload_page(stream, pq.ParquetFile(tmp_path / "arrow.parquet").metadata.row_group(0), ["text"])
+
+
+def test_parquet_damaged_after_its_first_row_group_keeps_the_rows_before(tmp_path):
+    pl.DataFrame({"text": [f"document {i}" for i in range(6)]}).write_parquet(
+        tmp_path / "a.parquet", row_group_size=3, compression="uncompressed")
+    data = bytearray((tmp_path / "a.parquet").read_bytes())
+    second = pq.ParquetFile(tmp_path / "a.parquet").metadata.row_group(1).column(0)
+    start = second.dictionary_page_offset or second.data_page_offset
+    data[start:start + 8] = b"\xff" * 8  # the second row group's page header
+    (tmp_path / "a.parquet").write_bytes(bytes(data))
+    result = read_domain(tmp_path)
+    assert result.rows["line"].to_list() == [1, 2, 3]
+    [bad] = result.quarantine.to_dicts()
+    assert bad["line"] == 4 and bad["reason"].startswith("unreadable parquet from row 4; the rest of the file is not read")
+    assert result.file_reads["a.parquet"].stopped
+
+
 def test_txt_is_one_document(tmp_path):
     result = read_one(tmp_path, "notes.txt", b"\xef\xbb\xbfLine one.\nLine two.\n")
     assert result.rows.select("line", "kind", "contents").to_dicts() == [
@@ -224,10 +302,11 @@ def test_unreadable_file_is_one_row(tmp_path, monkeypatch):
         return original(self, *args, **kwargs)
 
     monkeypatch.setattr(Path, "open", deny)
-    rows, quarantine = read_file(path, "a.jsonl")
-    assert rows == []
-    assert quarantine == [{"source_file": "a.jsonl", "line": 0,
-                           "reason": "cannot read file: [Errno 13] Permission denied", "snippet": ""}]
+    output = MemoryOutput()
+    read = read_file(path, "a.jsonl", output)
+    assert output.kept == [] and read.stopped and read.sha256 == UNREADABLE
+    assert output.quarantined == [{"source_file": "a.jsonl", "line": 0,
+                                   "reason": "cannot read file: [Errno 13] Permission denied", "snippet": ""}]
 
 
 def test_listing_skips_hidden_partial_and_settings_files(tmp_path):

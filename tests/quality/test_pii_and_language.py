@@ -3,6 +3,7 @@
 import polars as pl
 import pytest
 
+from assets.common.personal_data import scrub_report_text
 from assets.corpora.readers import ROW_SCHEMA
 from assets.quality.cleaning import clean_corpus
 from assets.quality.language import identify
@@ -69,3 +70,10 @@ def test_language_filter_keeps_only_the_asked_languages() -> None:
 def test_language_codes_are_validated() -> None:
     with pytest.raises(ValueError, match="ISO 639-1"):
         CleaningConfig(languages=["English"])
+
+
+def test_report_text_scrubbing_catches_addresses_cut_by_the_snippet_limit() -> None:
+    texts = ["mail jane.doe@example.com or +1 555 010 9999", "x" * 180 + " reach me at jane.do", "cut jane.doe@exam", "ip 10.0.0.1 ok"]
+    frame = pl.DataFrame({"snippet": texts})
+    scrubbed = frame.select(scrub_report_text("snippet", cut_at=200))["snippet"].to_list()
+    assert scrubbed == ["mail <EMAIL> or <PHONE>", "x" * 180 + " reach me at …", "cut <EMAIL>", "ip <IP> ok"]

@@ -32,7 +32,8 @@ def test_read_and_clean_rejections_reconcile_with_reasons_and_snippets() -> None
     assert clean.filter(pl.col("line") == 4)["snippet"].item() == "x" * 200  # snippets are capped
     totals = reconcile(rows_in=len(texts) + quarantine.height, kept=result.clean.height, rejections=rejections)
     assert totals.balanced and totals.filtered == {"too_short": 1, "exact_duplicate": 1, "too_long": 1}
-    assert totals.describe() == "6 rows in = 1 kept + 2 quarantined + 3 filtered (1 exact_duplicate + 1 too_long + 1 too_short)"
+    assert totals.describe() == ("6 records counted in the landed files = 1 kept + 2 quarantined + 3 filtered "
+                                 "(1 exact_duplicate + 1 too_long + 1 too_short)")
     assert reason_counts(rejections)["invalid JSON"] == 1
 
 
@@ -40,3 +41,29 @@ def test_unbalanced_counts_are_detected() -> None:
     empty = collect_rejections(pl.DataFrame(schema=QUARANTINE_SCHEMA), clean_corpus(raw_rows([]), CleaningConfig()).filtered)
     assert empty.is_empty()
     assert not reconcile(rows_in=3, kept=2, rejections=empty).balanced
+
+
+def test_a_count_the_rows_do_not_reach_fails_and_names_the_file() -> None:
+    # Before issue 11 rows_in was kept + quarantined of the same read, so this could not happen.
+    empty = collect_rejections(pl.DataFrame(schema=QUARANTINE_SCHEMA), clean_corpus(raw_rows([]), CleaningConfig()).filtered)
+    totals = reconcile(rows_in=10, kept=9, rejections=empty, mismatches={"a.jsonl": "counted 10 records, read 9 (9 kept + 0 quarantined)"})
+    assert not totals.balanced
+    assert totals.describe() == ("10 records counted in the landed files = 9 kept + 0 quarantined + 0 filtered; "
+                                 "-1 rows unaccounted (a.jsonl: counted 10 records, read 9 (9 kept + 0 quarantined))")
+    assert reconcile(rows_in=9, kept=9, rejections=empty, counted=False).describe().startswith("9 rows read (raw_corpus predates")
+
+
+def test_scrub_pii_scrubs_read_and_clean_snippets_and_reasons() -> None:
+    quarantine = pl.DataFrame(
+        {"source_file": ["a.jsonl"], "line": [1], "reason": ["role 'jane.doe@example.com' is not one of system/user/assistant"],
+         "snippet": ['{"text": "call +1 555 010 9999 or mail jane.doe@example.com"']},
+        schema=QUARANTINE_SCHEMA,
+    )
+    filtered = clean_corpus(raw_rows(["jane.doe@example.com", "a perfectly fine document of some length"]),
+                            CleaningConfig(min_chars=25)).filtered
+    raw = collect_rejections(quarantine, filtered)
+    assert "jane.doe@example.com" in raw.write_csv()
+    scrubbed = collect_rejections(quarantine, filtered, scrub_pii=True)
+    text = scrubbed.write_csv()
+    assert "jane" not in text and "555 010" not in text
+    assert scrubbed["snippet"].to_list() == ['{"text": "call <PHONE> or mail <EMAIL>"', "<EMAIL>"]
