@@ -77,8 +77,7 @@ class ArtifactStore(dg.ConfigurableResource):
         writers' leftovers are swept and old versions pruned (`keep_versions`)."""
         partition = context.partition_key if context.has_partition_key else None
         folder = self.asset_dir(asset, partition)
-        protected = self.needed_versions(context.instance, asset, partition)
-        for version in prune_versions(folder, self.keep_versions, protected):
+        for version in self.prune(context.instance, asset, partition):
             context.log.info(f"retention: deleted {asset} version {version} (beyond the newest {self.keep_versions}, "
                              "not the latest materialization, not in the current merged model's lineage)")
         now = time.time()  # milliseconds too: names sort in creation order, which retention relies on
@@ -98,6 +97,11 @@ class ArtifactStore(dg.ConfigurableResource):
         for path in sweep_locked_folders(checkpoints, self.leftover_grace_minutes * 60, keep=current.name):
             (log or dg.get_dagster_logger().info)(f"removed checkpoints {path} of inputs no longer current")
         return current
+
+    def prune(self, instance: dg.DagsterInstance, asset: str, partition: str | None) -> list[Path]:
+        """Delete the versions of `asset` (partition) that retention lets go; the folders deleted.
+        Runs at each new_location; callable on its own (a script, a maintenance job) with any instance."""
+        return prune_versions(self.folder(asset, partition), self.keep_versions, self.needed_versions(instance, asset, partition))
 
     def needed_versions(self, instance: dg.DagsterInstance, asset: str, partition: str | None) -> set[Path]:
         """Versions of `asset` that retention keeps whatever their age: the latest materialization
