@@ -27,7 +27,7 @@ import pyarrow.parquet as pq
 
 from assets.common.memory import return_freed_memory
 from assets.quality.language import language_column
-from assets.quality.near_dups import cluster_signatures, signatures
+from assets.quality.near_dups import SIGNATURE_BYTES, cluster_signatures, signatures
 from assets.quality.pii import scrub
 from assets.settings.cleaning import FILTERS, CleaningConfig
 
@@ -157,7 +157,7 @@ def _run(rows: pl.LazyFrame, config: CleaningConfig, write: Callable[[pl.DataFra
             frame.drop("_near_text").write_parquet(path)
             spooled.append(path)
         # Pass 2: cluster the near-duplicates, then stream the spool out with split keys.
-        signed = np.concatenate(kept_signatures) if kept_signatures else np.zeros((0, 128), np.uint16)
+        signed = np.concatenate(kept_signatures) if kept_signatures else np.zeros((0, SIGNATURE_BYTES), np.uint8)
         clusters = cluster_signatures(signed, config.near_dup_threshold)
         split_keys = np.asarray(kept_hashes, dtype=object)[clusters.cluster] if kept_hashes else np.zeros(0, object)
         near_dups = clusters.duplicates & config.near_dedup

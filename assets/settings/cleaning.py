@@ -72,15 +72,17 @@ class CleaningConfig(BaseModel):
 
     near_dedup: bool = Field(
         True,
-        description="Drop near-duplicates (MinHash/LSH over character 5-grams), keeping the first in "
+        description="Drop near-duplicates (MinHash/LSH over character 5-grams of the normalised text), keeping the first in "
         "landing order. Off: they are kept, but still share one split so none leaks into eval.",
     )
     near_dup_threshold: float = Field(
         0.85,
         ge=0.5,
         le=1.0,
-        description="Jaccard similarity of character 5-grams from which two records count as near-"
-        "duplicates. Lower catches looser copies and risks merging merely similar records.",
+        description="Jaccard similarity of character 5-grams of the normalised text (lower-cased, every "
+        "run of whitespace read as one space: layout alone never lowers it) from which two records count "
+        "as near-duplicates; a pair is merged when its MinHash estimate clears the threshold by 0.01 "
+        "(about one standard error). Lower catches looser copies and risks merging merely similar records.",
     )
     scrub_pii: bool = Field(
         False,
