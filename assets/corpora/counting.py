@@ -209,20 +209,28 @@ def tally(folder: Path, reads: dict, refused: int) -> Tally:
     counted, not_counted, mismatches = refused, {}, {}
     for name, read in sorted(reads.items()):
         produced = read.kept + read.quarantined
-        try:
-            count = None if read.stopped else count_records(folder / name)
-        except OSError as error:
-            count, why = None, f"cannot be counted: [Errno {error.errno}] {error.strerror}"
-        else:
-            why = "its read stopped early: one quarantine row stands for the rest of the file"
-        if count is not None and count.sha256 != read.sha256:
-            count, why = None, "it changed after it was read"
-        if count is None or count.records is None:
+        count, why = _recount(folder / name, read)
+        if count is None:
             counted += produced
             not_counted[name] = why
             continue
-        counted += count.records
-        if count.records != produced:
-            mismatches[name] = (f"counted {count.records} records, read {produced} "
+        counted += count
+        if count != produced:
+            mismatches[name] = (f"counted {count} records, read {produced} "
                                 f"({read.kept} kept + {read.quarantined} quarantined)")
     return Tally(counted, not_counted, mismatches)
+
+
+def _recount(path: Path, read) -> tuple[int | None, str]:
+    """(records, "") or (None, why the file cannot be compared)."""
+    if read.stopped:
+        return None, "its read stopped early: one quarantine row stands for the rest of the file"
+    try:
+        count = count_records(path)
+    except OSError as error:
+        return None, f"cannot be counted: [Errno {error.errno}] {error.strerror}"
+    if count.sha256 != read.sha256:
+        return None, "it changed after it was read"
+    if count.records is None:
+        return None, "not a format the counter knows"
+    return count.records, ""

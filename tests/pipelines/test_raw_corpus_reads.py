@@ -149,7 +149,9 @@ def test_files_skipped_on_purpose_are_listed_in_the_metadata(landing: Path, inst
     (tmp_path / "secret.jsonl").write_text(docs("secret"))
     (folder / "secret.jsonl").symlink_to(tmp_path / "secret.jsonl")
     register_domains(instance, ["news"])
-    skipped = metadata(run(instance, "news"))["skipped_files"]
+    meta = metadata(run(instance, "news"))
+    assert meta["landing_fingerprint"] == landing_fingerprint(folder)  # domain.yml included, as the sensor does
+    skipped = meta["skipped_files"]
     assert sorted(skipped) == [".draft.jsonl", "b.jsonl.part", "domain.yml", "secret.jsonl"]
     assert skipped["domain.yml"].startswith("the domain's settings file")
     assert "outside the landing root" in skipped["secret.jsonl"]
