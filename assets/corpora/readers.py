@@ -10,8 +10,10 @@ count of its records, see counting.py).
 
 Landed files are not trusted, and memory stays bounded for every shape: .jsonl and .csv are
 streamed line by line and every record is capped at MAX_RECORD_BYTES; .json arrays are streamed
-element by element (see decoding.py); parquet is decoded in batches of about PARQUET_BATCH_BYTES;
-kept and quarantined rows alike go to an `Output` every FLUSH_ROWS rows or FLUSH_BYTES characters.
+element by element (see decoding.py); parquet is decoded by row group in batches of about
+PARQUET_BATCH_BYTES, and a row group holding a page over PARQUET_PAGE_BYTES (a page is decoded
+whole) is refused from the page headers (parquet_pages.py); kept and quarantined rows alike go to
+an `Output` every FLUSH_ROWS rows or FLUSH_BYTES characters.
 UTF-8, UTF-16 and UTF-32 with a byte-order mark are read; NUL bytes and lone surrogates never
 reach the table. Each file is hashed while it is read (hashed_file.py), so its digest describes
 exactly the bytes its rows came from.

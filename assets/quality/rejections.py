@@ -32,10 +32,10 @@ class Reconciliation:
 
     def describe(self) -> str:
         parts = " + ".join(f"{count} {name}" for name, count in sorted(self.filtered.items()) if count)
-        what = ("records counted in the landed files" if self.counted
-                else "rows read (raw_corpus predates the independent count; re-materialize it)")
-        text = (f"{self.rows_in} {what} = {self.kept} kept + {self.quarantined} quarantined + "
-                f"{sum(self.filtered.values())} filtered" + (f" ({parts})" if parts else ""))
+        source = ("records counted in the landed files, independently of the readers" if self.counted
+                  else "rows read (raw_corpus predates the independent count; re-materialize it)")
+        text = (f"{self.rows_in} rows in = {self.kept} kept + {self.quarantined} quarantined + "
+                f"{sum(self.filtered.values())} filtered" + (f" ({parts})" if parts else "") + f"; rows in: {source}")
         if not self.balanced:
             files = "; ".join(f"{name}: {how}" for name, how in sorted(self.mismatches.items())[:5])
             text += f"; {self.kept + self.quarantined + sum(self.filtered.values()) - self.rows_in:+d} rows unaccounted"

@@ -62,7 +62,8 @@ def test_too_few_rows_fail_the_data_check_and_nothing_trains(landing: Path) -> N
     materialized = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
     assert materialized == {"raw_corpus", "clean_corpus", "quarantined_rows"}  # the gate skipped tokenization and training
     rejected = {e.check_name: e for e in result.get_asset_check_evaluations()}["counts_reconcile"]
-    assert rejected.passed and rejected.description == "5 records counted in the landed files = 5 kept + 0 quarantined + 0 filtered"
+    assert rejected.passed and rejected.description == (
+        "5 rows in = 5 kept + 0 quarantined + 0 filtered; rows in: records counted in the landed files, independently of the readers")
 
 
 @pytest.mark.parametrize("key", ["Legal", "../etc", "a b", "", "-lead", "x" * 64, "café"])

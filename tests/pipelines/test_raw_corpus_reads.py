@@ -118,7 +118,7 @@ def test_a_reader_that_loses_rows_fails_counts_reconcile(landing: Path, instance
     [check] = [c for c in result.get_asset_check_evaluations() if c.check_name == "counts_reconcile"]
     # Before issue 11 the check summed the reader's own numbers and passed.
     assert not check.passed
-    assert check.description.startswith("21 records counted in the landed files = 19 kept + 1 quarantined + 0 filtered")
+    assert check.description.startswith("21 rows in = 19 kept + 1 quarantined + 0 filtered; rows in: records counted")
     assert "a.jsonl: counted 21 records, read 20" in check.description
 
 

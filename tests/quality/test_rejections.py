@@ -32,8 +32,8 @@ def test_read_and_clean_rejections_reconcile_with_reasons_and_snippets() -> None
     assert clean.filter(pl.col("line") == 4)["snippet"].item() == "x" * 200  # snippets are capped
     totals = reconcile(rows_in=len(texts) + quarantine.height, kept=result.clean.height, rejections=rejections)
     assert totals.balanced and totals.filtered == {"too_short": 1, "exact_duplicate": 1, "too_long": 1}
-    assert totals.describe() == ("6 records counted in the landed files = 1 kept + 2 quarantined + 3 filtered "
-                                 "(1 exact_duplicate + 1 too_long + 1 too_short)")
+    assert totals.describe() == ("6 rows in = 1 kept + 2 quarantined + 3 filtered (1 exact_duplicate + 1 too_long + 1 too_short); "
+                                 "rows in: records counted in the landed files, independently of the readers")
     assert reason_counts(rejections)["invalid JSON"] == 1
 
 
@@ -48,9 +48,11 @@ def test_a_count_the_rows_do_not_reach_fails_and_names_the_file() -> None:
     empty = collect_rejections(pl.DataFrame(schema=QUARANTINE_SCHEMA), clean_corpus(raw_rows([]), CleaningConfig()).filtered)
     totals = reconcile(rows_in=10, kept=9, rejections=empty, mismatches={"a.jsonl": "counted 10 records, read 9 (9 kept + 0 quarantined)"})
     assert not totals.balanced
-    assert totals.describe() == ("10 records counted in the landed files = 9 kept + 0 quarantined + 0 filtered; "
-                                 "-1 rows unaccounted (a.jsonl: counted 10 records, read 9 (9 kept + 0 quarantined))")
-    assert reconcile(rows_in=9, kept=9, rejections=empty, counted=False).describe().startswith("9 rows read (raw_corpus predates")
+    assert totals.describe() == ("10 rows in = 9 kept + 0 quarantined + 0 filtered; rows in: records counted in the landed "
+                                 "files, independently of the readers; -1 rows unaccounted "
+                                 "(a.jsonl: counted 10 records, read 9 (9 kept + 0 quarantined))")
+    assert reconcile(rows_in=9, kept=9, rejections=empty, counted=False).describe().endswith(
+        "rows in: rows read (raw_corpus predates the independent count; re-materialize it)")
 
 
 def test_scrub_pii_scrubs_read_and_clean_snippets_and_reasons() -> None:
