@@ -18,6 +18,9 @@ import dagster as dg
 from assets.common.hashing import json_fingerprint
 
 DATA_VERSION_TAG = "dagster/data_version"
+# Settings that bound how long a run may take, not what it makes: a run past its limit publishes
+# nothing, so changing one never makes a published version stale.
+RUN_LIMITS = {"max_train_minutes"}
 
 
 def instance_latest_record(instance: dg.DagsterInstance, asset: str, partition: str | None) -> dg.EventLogRecord | None:
@@ -158,5 +161,5 @@ def begin(context: dg.AssetExecutionContext, upstream: dict[str, bool], settings
     versions and `settings` (already merged with the domain's domain.yaml) into the logical version."""
     if gate:
         require_passed_checks(context, gate)
-    version = logical_version(context, upstream, settings.model_dump())
+    version = logical_version(context, upstream, settings.model_dump(exclude=RUN_LIMITS))
     return Step(context, upstream, settings, version, reuse_if_unchanged(context, version))

@@ -21,9 +21,10 @@ from assets.common.locks import FOLDER_LOCK, LockBusy, hold_directory, hold_lock
 
 # Names of writers' scratch folders, hidden siblings of what they publish: atomic_directory's
 # `.<name>.staging-<hex>`, the base model build's `.build-<name>-<random>` (foundation/resolve.py) and
-# retention's `.<version>.deleting-<hex>` (retention.py).
+# retention's `.<version>.deleting-<hex>` (retention.py) and the pickled-weights conversion's
+# `.<name>.pickled-<random>` (foundation/model_files.py).
 # clean_corpus's `.spool-*` lives inside its staging folder and goes with it.
-LEFTOVER_PATTERNS = (".*.staging-*", ".build-*", ".*.deleting-*")
+LEFTOVER_PATTERNS = (".*.staging-*", ".build-*", ".*.deleting-*", ".*.pickled-*")
 
 
 @contextmanager

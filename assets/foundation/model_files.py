@@ -17,11 +17,10 @@ torch / transformers are imported inside the function that converts: importing t
 import hashlib
 import json
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from assets.common.atomic import atomic_directory
+from assets.common.atomic import atomic_directory, locked_temp_directory
 from assets.common.hashing import digests_fingerprint, file_sha256
 
 CONFIG_FILES = ("config.json", "generation_config.json")
@@ -171,16 +170,14 @@ def convert_pickled_weights(source: Path, target: Path, origin: Path | None = No
 
 def _publish_converted(selection: ModelFiles, digests: dict[str, str], final: Path) -> None:
     # Convert from a verified private copy, so what is converted is exactly what was fingerprinted.
-    staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.pickled-", dir=final.parent))
-    try:
+    # Locked while it lives, so a kill leaves a folder the next step's sweep recognises as dead.
+    with locked_temp_directory(final.parent, f".{final.name}.pickled-") as staging:
         _copy_verified(selection, digests, staging)
         with atomic_directory(final) as target:
             convert_pickled_weights(staging, target, selection.directory)  # config, generation config, weights
             for name in selection.files:
                 if name in TOKENIZER_FILES:
                     shutil.copyfile(staging / name, target / name)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
 
 
 def _copy_verified(selection: ModelFiles, digests: dict[str, str], target: Path) -> None:

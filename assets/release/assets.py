@@ -5,6 +5,7 @@ from pathlib import Path
 import dagster as dg
 
 from assets.common.atomic import atomic_directory
+from assets.common.retention import prune_versions
 from assets.partitions import domain_partitions
 from assets.release.merging import MergeReport, merge_adapter
 from assets.release.model_card import model_lineage, write_model_card
@@ -57,18 +58,21 @@ def merged_model(
     passed = report.max_abs_logit_diff <= step.settings.parity_tolerance
     description = f"max |logit diff| {report.max_abs_logit_diff:.2e} (tolerance {step.settings.parity_tolerance:.0e})"
     if not passed:
-        _refuse_unfaithful_merge(context, location, description)  # raises
+        _refuse_unfaithful_merge(context, location, description, artifacts.keep_versions)  # raises
     check = dg.AssetCheckResult(check_name="merge_matches_adapter", passed=True, severity=dg.AssetCheckSeverity.ERROR, description=description)
     return step.publish(_metadata(location, report, step.settings), [check])
 
 
-def _refuse_unfaithful_merge(context: dg.AssetExecutionContext, location: Path, description: str) -> None:
+def _refuse_unfaithful_merge(context: dg.AssetExecutionContext, location: Path, description: str, keep: int) -> None:
     """A merge whose logits differ from adapter-on-base is not a materialization: published, it would
     become the latest merged model that readers (and the model card's lineage) take. The failed check
-    is recorded on its own, and the folder moves to `unpublished/` beside the versions, for inspection."""
+    is recorded on its own, and the folder moves to `unpublished/` beside the versions, for inspection
+    (the newest `keep` refused merges stay there: full-size weights)."""
     unpublished = location.parent / "unpublished" / location.name
     unpublished.parent.mkdir(exist_ok=True)
     location.rename(unpublished)
+    for old in prune_versions(unpublished.parent, keep, protected=set()):
+        context.log.info(f"retention: deleted refused merge {old}")
     context.log_event(dg.AssetCheckEvaluation(
         asset_key=dg.AssetKey("merged_model"), check_name="merge_matches_adapter", passed=False, severity=dg.AssetCheckSeverity.ERROR,
         description=f"{description}; not published", partition=context.partition_key, metadata={"unpublished_path": dg.MetadataValue.path(str(unpublished))},

@@ -13,7 +13,7 @@ from assets.training.curve import loss_curve_markdown
 from assets.training.worker import attempt_files, run_request, write_request
 from resources.compute import ComputeSettings
 from resources.landing import LandingZone
-from resources.lineage import begin, logical_version
+from resources.lineage import begin
 from resources.storage import ArtifactStore
 
 
@@ -50,10 +50,9 @@ def qlora_adapter(
     step = begin(context, UPSTREAM, landing.effective_settings(domain, "training", config), gate="training_dataset")
     if step.reused:
         return step.reused
-    # Checkpoints are keyed by what decides the adapter: a retry resumes, other inputs start afresh. The
-    # time limit only decides where a run stops, so a run with a higher one resumes where the last stopped.
-    key = logical_version(context, UPSTREAM, step.settings.model_dump(exclude={"max_train_minutes"}))
-    checkpoints = artifacts.checkpoint_dir("qlora_adapter", domain, {"version": key}, log=context.log.info)
+    # Checkpoints are keyed by the logical version, what decides the adapter: a retry resumes, other inputs
+    # start afresh. It leaves out the time limit (RUN_LIMITS), so a run with a higher one resumes where the last stopped.
+    checkpoints = artifacts.checkpoint_dir("qlora_adapter", domain, {"version": step.version}, log=context.log.info)
     location = artifacts.new_location(context, "qlora_adapter")
     attempt = f"{context.run_id[:8]}-{context.retry_number}-{uuid.uuid4().hex[:6]}"  # its own request, report, error files
     request, report_path, error_path = attempt_files(checkpoints, attempt)

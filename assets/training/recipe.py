@@ -318,7 +318,10 @@ def optimiser_step(trainee: Trainee, collated: list[dict[str, Any]], step: int, 
     if processes.world > 1:
         for p in trainee.params:
             dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)
-        dist.all_reduce(step_loss, op=dist.ReduceOp.SUM)
+        # On the process's device: NCCL reduces CUDA tensors only (gloo takes either).
+        reduced = step_loss.to(processes.device)
+        dist.all_reduce(reduced, op=dist.ReduceOp.SUM)
+        step_loss = reduced.cpu()
     if not math.isfinite(step_loss.item()):
         raise NonFiniteLoss(f"training loss became {step_loss.item()} at step {step + 1}/{total}; stopped, no adapter saved")
     torch.nn.utils.clip_grad_norm_(trainee.params, config.max_grad_norm)
