@@ -7,6 +7,8 @@ from assets.evaluation.assets import adapter_evaluation, domain_leaderboard
 from assets.foundation.assets import base_model
 from assets.quality.assets import clean_corpus
 from assets.release.assets import merged_model
+from assets.release.gguf.assets import gguf_export
+from assets.serving.assets import adapter_registry
 from assets.tokenization.assets import training_dataset
 from assets.training.assets import qlora_adapter
 from pipelines.environment import resources_for
@@ -14,7 +16,8 @@ from pipelines.jobs import base_model_job, domain_finetune_job
 from pipelines.sensors import landing_zone_sensor
 
 defs = dg.Definitions(
-    assets=[base_model, raw_corpus, clean_corpus, training_dataset, qlora_adapter, adapter_evaluation, merged_model, domain_leaderboard],
+    assets=[base_model, raw_corpus, clean_corpus, training_dataset, qlora_adapter, adapter_evaluation, merged_model, domain_leaderboard, adapter_registry,
+            gguf_export],
     jobs=[domain_finetune_job, base_model_job],
     sensors=[landing_zone_sensor],
     resources=resources_for(),

@@ -11,6 +11,7 @@ import dagster as dg
 from resources.base_model_source import BaseModelSource
 from resources.compute import ComputeSettings
 from resources.landing import LandingZone
+from resources.registry import AdapterRegistry
 from resources.storage import ArtifactStore
 
 ENVIRONMENTS = ("local",)
@@ -30,6 +31,7 @@ def resources_for(environment: str | None = None) -> dict:
         "artifacts": ArtifactStore(),
         "base_model_source": BaseModelSource(),
         "compute": ComputeSettings(),
+        "registry": AdapterRegistry(),
         # Out-of-process training (ComputeSettings.training_launcher); dagster-k8s' PipesK8sClient in a cluster.
         "pipes_subprocess_client": dg.PipesSubprocessClient(),
     }
