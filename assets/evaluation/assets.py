@@ -5,6 +5,7 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
+from pydantic import model_validator
 
 from assets.common.atomic import atomic_directory
 from assets.evaluation.leaderboard import cross_domain_losses, forgetting_markdown, leaderboard_markdown
@@ -20,7 +21,14 @@ from resources.storage import ArtifactStore
 class EvaluationRunConfig(dg.Config, EvaluationConfig):
     """Evaluation settings, editable in the launchpad (domain.yaml section `evaluation`)."""
 
+    @model_validator(mode="after")
+    def _gate_is_consistent(self) -> "EvaluationRunConfig":
+        # The launchpad may set gate_margin for a gate_metric named in domain.yaml: the cross-field
+        # rule is checked on the merged settings (effective_settings), not on either part alone.
+        return self
 
+
+TASK_SAMPLES_SHOWN = 5  # scored answers shown in the UI; evaluation.json keeps all of them
 UPSTREAM = {"qlora_adapter": True, "training_dataset": True, "base_model": False}  # asset -> per domain
 
 
@@ -29,16 +37,19 @@ UPSTREAM = {"qlora_adapter": True, "training_dataset": True, "base_model": False
     deps=list(UPSTREAM),
     group_name="evaluation",
     kinds={"pytorch", "peft"},
-    code_version="1",
+    code_version="2",
     pool="accelerator",
     check_specs=[dg.AssetCheckSpec("adapter_beats_base", asset="adapter_evaluation", blocking=True,
-                                   description="The adapter's eval loss is below the base's by more than min_improvement.")],
+                                   description="The adapter's eval loss is below the base's by more than min_improvement; or, when "
+                                   "evaluation.gate_metric names a task metric, its score is >= the base's + gate_margin.")],
 )
 def adapter_evaluation(
     context: dg.AssetExecutionContext, config: EvaluationRunConfig, landing: LandingZone, artifacts: ArtifactStore, compute: ComputeSettings
 ) -> dg.MaterializeResult:
-    """Eval loss and perplexity of the base and of base + adapter on the same held-out tokens, with
-    sample generations side by side. A blocking gate: an adapter that does not beat its base is not merged."""
+    """Eval loss, perplexity and bits per byte of the base and of base + adapter on the same held-out
+    tokens; exact match and ROUGE-L of their greedy answers to held-out prompts (instruction and chat
+    domains); sample generations side by side. A blocking gate: an adapter that does not beat its base
+    (on loss, or on the task metric domain.yaml names) is not merged."""
     from datasets import load_from_disk
 
     step = begin(context, UPSTREAM, landing.effective_settings(context.partition_key, "evaluation", config))
@@ -49,9 +60,10 @@ def adapter_evaluation(
     report = evaluate_adapter(step.path("base_model"), adapter_dir, eval_split, step.settings, compute.resolved_device())
     location = artifacts.new_location(context, "adapter_evaluation")
     with atomic_directory(location) as staging:
-        (staging / "evaluation.json").write_text(json.dumps({**report.numbers(), "adapter": str(adapter_dir), "generations": report.generations}, indent=2))
-    passed = report.beats_base(step.settings.min_improvement)
-    description = f"{report.describe(step.settings.min_improvement)}; " + ("passed" if passed else f"failed: adapter not merged; {kept_merged_model(context)}")
+        (staging / "evaluation.json").write_text(json.dumps({**report.numbers(), "adapter": str(adapter_dir), "generations": report.generations,
+                                                             "task_metrics": report.task.describe(), "task_samples": report.task.samples}, indent=2))
+    passed, decided = report.gate(step.settings)
+    description = f"{decided}; " + ("passed" if passed else f"failed: adapter not merged; {kept_merged_model(context)}")
     (context.log.info if passed else context.log.error)(f"domain {context.partition_key!r}: adapter_beats_base {description}")
     metadata = {
         "path": dg.MetadataValue.path(str(location)),
@@ -60,6 +72,9 @@ def adapter_evaluation(
         "adapter_path": dg.MetadataValue.path(str(adapter_dir)),
         "adapter_data_version": upstream_data_version(context, "qlora_adapter"),
         "generations": dg.MetadataValue.md(generations_markdown(report.generations)),
+        "task_metrics": report.task.describe(),
+        "task_samples": dg.MetadataValue.md(generations_markdown(report.task.samples[:TASK_SAMPLES_SHOWN]) if report.task.samples else "-"),
+        "gate_metric": step.settings.gate_metric,
         "settings": dg.MetadataValue.json(step.settings.model_dump()),
     }
     check = dg.AssetCheckResult(check_name="adapter_beats_base", passed=passed, severity=dg.AssetCheckSeverity.ERROR, description=description)

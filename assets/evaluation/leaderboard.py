@@ -71,12 +71,25 @@ def forgetting_markdown(report: CrossDomainReport) -> str:
 
 
 def leaderboard_markdown(rows: list[dict[str, Any]]) -> str:
-    """One row per domain, best improvement first."""
-    lines = ["| domain | eval loss base | eval loss adapter | improvement | perplexity adapter | gate |", "|---|---|---|---|---|---|"]
+    """One row per domain, best improvement first. Task scores and bits per byte show base -> adapter;
+    '-' where a domain has none (a text domain, or an evaluation from before they existed)."""
+    lines = ["| domain | eval loss base | eval loss adapter | improvement | perplexity adapter | bits/byte | ROUGE-L | exact match | gate |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for row in sorted(rows, key=lambda r: r["eval_loss_base"] - r["eval_loss_adapter"], reverse=True):
         lines.append(
             f"| {row['domain']} | {row['eval_loss_base']:.4f} | {row['eval_loss_adapter']:.4f} | "
             f"{row['eval_loss_base'] - row['eval_loss_adapter']:+.4f} | {row['perplexity_adapter']:.2f} | "
-            f"{'passed' if row['adapter_beats_base'] else 'failed'} |"
+            f"{_pair(row, 'bits_per_byte')} | {_pair(row, 'task_rouge_l')} | {_pair(row, 'task_exact_match')} | "
+            f"{'passed' if row['adapter_beats_base'] else 'failed'}{_gate_on(row)} |"
         )
     return "\n".join(lines)
+
+
+def _pair(row: dict[str, Any], key: str) -> str:
+    base, adapter = row.get(f"{key}_base"), row.get(f"{key}_adapter")
+    return "-" if base is None or adapter is None else f"{base:.3f} -> {adapter:.3f}"
+
+
+def _gate_on(row: dict[str, Any]) -> str:
+    metric = row.get("gate_metric", "loss")
+    return "" if metric == "loss" else f" (on {metric})"

@@ -2,7 +2,8 @@
 
 Both numbers come from the same model object on the same eval tokens: the base is the 4-bit model
 with the adapter switched off, the adapter is the same model with it on. Loss is the mean
-cross-entropy per supervised token (nats), so chat prompts do not dilute it.
+cross-entropy per supervised token (nats), so chat prompts do not dilute it. Bits per byte and the
+task scores (exact match, ROUGE-L of greedy answers to held-out prompts) are defined in task_metrics.py.
 """
 
 import math
@@ -10,6 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from assets.evaluation.task_generation import score_tasks, supervised_bytes
+from assets.evaluation.task_metrics import TaskScores, bits_per_byte, task_gate
 from assets.models.batches import IGNORE_INDEX
 from assets.models.loading import load_quantized_base, load_tokenizer, pick_compute_dtype
 from assets.models.scoring import supervised_loss
@@ -22,6 +25,8 @@ class EvaluationReport:
     eval_loss_adapter: float
     eval_tokens: int  # supervised tokens scored
     generations: list[dict[str, str]] = field(default_factory=list)
+    eval_bytes: int = 0  # UTF-8 bytes the scored tokens decode to (bits per byte's denominator)
+    task: TaskScores = field(default_factory=lambda: TaskScores(skipped="not run"))
 
     @property
     def perplexity_base(self) -> float:
@@ -35,11 +40,26 @@ class EvaluationReport:
     def improvement(self) -> float:
         return self.eval_loss_base - self.eval_loss_adapter
 
+    def bits_per_byte(self, loss: float) -> float | None:
+        """Mean NLL per token (nats) x tokens = total NLL, per byte of the text they spell, in bits."""
+        return bits_per_byte(loss * self.eval_tokens, self.eval_bytes) if self.eval_bytes else None
+
     def numbers(self) -> dict[str, float | int]:
+        bpb = {f"bits_per_byte_{side}": self.bits_per_byte(loss) for side, loss in (("base", self.eval_loss_base), ("adapter", self.eval_loss_adapter))}
         return {
             "eval_loss_base": self.eval_loss_base, "eval_loss_adapter": self.eval_loss_adapter,
             "perplexity_base": self.perplexity_base, "perplexity_adapter": self.perplexity_adapter, "eval_tokens": self.eval_tokens,
+            **{key: value for key, value in bpb.items() if value is not None}, "eval_bytes": self.eval_bytes,
+            **self.task.numbers(),
         }
+
+    def gate(self, config: EvaluationConfig) -> tuple[bool, str]:
+        """adapter_beats_base: on loss (min_improvement), or on the task metric domain.yaml names
+        (gate_metric, gate_margin). The description says which metric decided."""
+        if config.gate_metric == "loss":
+            return self.beats_base(config.min_improvement), f"decided on eval loss: {self.describe(config.min_improvement)}"
+        passed, why = task_gate(self.task, config.gate_metric, config.gate_margin)
+        return passed, f"decided on {why}; eval loss {self.eval_loss_base:.4f} -> {self.eval_loss_adapter:.4f} (not gating)"
 
     def beats_base(self, min_improvement: float) -> bool:
         """The merge gate: lower eval loss than the base by more than `min_improvement` nats/token."""
@@ -61,7 +81,8 @@ def evaluate_adapter(base_dir: Path, adapter_dir: Path, eval_dataset: Any, confi
         loss_base, tokens = supervised_loss(model, eval_dataset, pad, config.batch_size, device)
     loss_adapter, _ = supervised_loss(model, eval_dataset, pad, config.batch_size, device)
     samples = side_by_side(model, tokenizer, eval_dataset, config, device)
-    return EvaluationReport(loss_base, loss_adapter, tokens, samples)
+    task = score_tasks(model, tokenizer, eval_dataset, config, device)
+    return EvaluationReport(loss_base, loss_adapter, tokens, samples, supervised_bytes(eval_dataset, tokenizer), task)
 
 
 def side_by_side(model: Any, tokenizer: Any, eval_dataset: Any, config: EvaluationConfig, device: str) -> list[dict[str, str]]:
