@@ -4,6 +4,7 @@
 import argparse
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -57,6 +58,10 @@ def _serve(args: argparse.Namespace, registry: Path) -> int:
     batcher = Batcher(engine, args.window_ms, args.max_batch, args.reload_seconds)
     logging.getLogger("loraline.serving").info(
         f"serving {engine.models()} from {registry} on http://{args.host}:{args.port} ({args.precision}, {engine.dtype}, {engine.device})")
+    # uvicorn shuts down gracefully on SIGINT/SIGTERM, then re-raises the signal to the handler that was
+    # in place before it ran: with these no-op handlers a requested stop ends the command with status 0.
+    for stop in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(stop, lambda *_: None)
     try:
         uvicorn.run(create_app(engine, batcher), host=args.host, port=args.port, log_level="info")
     finally:
