@@ -7,6 +7,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from assets.settings.evaluation import EvaluationConfig
 from pipelines.definitions import defs
 from pipelines.registration import register_domains
 from pipelines.samples import seed_sample_domains
@@ -15,10 +16,16 @@ TRAINED = ("raw_corpus", "clean_corpus", "quarantined_rows", "training_dataset",
 DOMAINS = ("support", "cooking", "astronomy")
 
 
+# The gate decides on eval loss; sample generations and task scores (where the settings have them) are skipped for speed.
+QUICK_EVALUATION = {k: 0 for k in ("generations", "task_examples") if k in EvaluationConfig.model_fields}
+
+
 def train(instance: dg.DagsterInstance, domain: str, steps: int, assets: tuple[str, ...] = TRAINED) -> dg.ExecuteInProcessResult:
     job = defs.resolve_job_def("domain_finetune_job").get_subset(asset_selection={dg.AssetKey(a) for a in assets})
-    config = {"ops": {"qlora_adapter": {"config": {"max_steps": steps, "logging_steps": steps}}}} if "qlora_adapter" in assets else {}
-    return job.execute_in_process(instance=instance, partition_key=domain, run_config=config, raise_on_error=False)
+    ops = {"adapter_evaluation": {"config": QUICK_EVALUATION}}
+    if "qlora_adapter" in assets:
+        ops["qlora_adapter"] = {"config": {"max_steps": steps, "logging_steps": steps}}
+    return job.execute_in_process(instance=instance, partition_key=domain, run_config={"ops": ops}, raise_on_error=False)
 
 
 def register(instance: dg.DagsterInstance, config: dict | None = None) -> dg.ExecuteInProcessResult:
@@ -53,7 +60,7 @@ def world(tmp_path_factory: pytest.TempPathFactory):
             register_domains(instance, list(DOMAINS))
             assert defs.resolve_job_def("base_model_job").execute_in_process(instance=instance).success
             for domain in DOMAINS:
-                assert train(instance, domain, 20).success or domain == "astronomy"
+                assert train(instance, domain, 10).success or domain == "astronomy"
             first = register(instance)
             yield {"instance": instance, "root": root, "registry": root / "registry", "first": first}
 
@@ -89,7 +96,7 @@ def test_a_worse_retrain_keeps_the_promoted_adapter(world) -> None:
     instance, registry = world["instance"], world["registry"]
     before = (registry / "support").resolve()
     promoted_loss = json.loads((before / "manifest.json").read_text())["eval_loss"]
-    retrain = train(instance, "support", 4)  # fewer steps: a new adapter, still better than the base, worse than 20 steps
+    retrain = train(instance, "support", 3)  # fewer steps: a new adapter, still better than the base, worse than 10 steps
     assert retrain.success
     evaluation = latest(instance, "adapter_evaluation", "support")
     assert evaluation["adapter_beats_base"] and evaluation["eval_loss_adapter"] > promoted_loss
@@ -104,7 +111,7 @@ def test_a_worse_retrain_keeps_the_promoted_adapter(world) -> None:
 def test_a_domain_passing_its_gate_later_is_promoted(world) -> None:
     instance, registry = world["instance"], world["registry"]
     (world["root"] / "landing" / "astronomy" / "domain.yaml").unlink()
-    assert train(instance, "astronomy", 20, ("adapter_evaluation",)).success  # re-evaluated, adapter reused
+    assert train(instance, "astronomy", 10, ("adapter_evaluation",)).success  # re-evaluated, adapter reused
     assert register(instance).success
     assert (registry / "astronomy" / "manifest.json").is_file()
     assert history(registry, "astronomy")[-1]["action"] == "promoted"
