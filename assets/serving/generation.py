@@ -69,6 +69,9 @@ class Engine:
         self.stop_ids = self.format.stop_token_ids(self.tokenizer.eos_token_id)
         self.context_length = int(getattr(self.model.config, "max_position_embeddings", 2048))
         self.adapters: dict[str, Path] = {}  # domain -> the version folder loaded
+        self._names: dict[str, str] = {}  # domain -> its adapter's name inside peft
+        self._orphans: list[str] = []  # peft adapters no domain routes to any more
+        self._loads = 0
         self.refresh()
 
     # --- the registry -------------------------------------------------------------------------
@@ -77,7 +80,12 @@ class Engine:
         return [BASE, *sorted(self.adapters)]
 
     def refresh(self) -> dict[str, list[str]]:
-        """Load new domains, swap changed ones, drop removed ones (call between batches only)."""
+        """Load new domains, swap changed ones, drop removed ones (call between batches only).
+
+        `adapters` is replaced, never changed in place: request handlers on other threads read it.
+        Each load gets its own peft name (`<domain>__<n>`), so a swapped domain's new weights never
+        collide with the old ones, which peft cannot delete while they are its only adapter.
+        """
         wanted = {}
         for domain, version in served(self.registry).items():
             manifest = read_manifest(version)
@@ -85,34 +93,33 @@ class Engine:
                 log.warning(f"domain {domain!r}: {version} was trained on another base ({manifest['base_fingerprint'][:16]}); not served")
                 continue
             wanted[domain] = version
-        changes = {"added": [], "swapped": [], "removed": []}
-        for domain in [d for d in self.adapters if wanted.get(d) != self.adapters[d]]:
-            self._drop(domain)
-            changes["swapped" if domain in wanted else "removed"].append(domain)
-        for domain, version in sorted(wanted.items()):
-            if domain not in self.adapters:
-                self._load(domain, version)
-                if domain not in changes["swapped"]:
-                    changes["added"].append(domain)
-        if any(changes.values()):
-            log.info(f"registry {self.registry}: {changes}")
+        if wanted == self.adapters:
+            return {"added": [], "swapped": [], "removed": []}
+        names = dict(self._names)
+        for domain, version in wanted.items():
+            if self.adapters.get(domain) != version:
+                names[domain] = self._load(domain, version)
+        changes = {"added": sorted(set(wanted) - set(self.adapters)), "removed": sorted(set(self.adapters) - set(wanted)),
+                   "swapped": sorted(d for d in set(wanted) & set(self.adapters) if wanted[d] != self.adapters[d])}
+        for domain in [*changes["removed"], *changes["swapped"]]:
+            self._orphans.append(self._names[domain])
+        self.adapters, self._names = wanted, {d: names[d] for d in wanted}
+        while self._orphans and len(self.model.peft_config) > 1:
+            self.model.delete_adapter(self._orphans.pop())
+        log.info(f"registry {self.registry}: {changes}")
         return changes
 
-    def _load(self, domain: str, version: Path) -> None:
+    def _load(self, domain: str, version: Path) -> str:
         from peft import PeftModel
 
+        self._loads += 1
+        name = f"{domain}__{self._loads}"
         if isinstance(self.model, PeftModel):
-            self.model.load_adapter(str(version), adapter_name=domain)
+            self.model.load_adapter(str(version), adapter_name=name)
         else:
-            self.model = PeftModel.from_pretrained(self.model, str(version), adapter_name=domain)
+            self.model = PeftModel.from_pretrained(self.model, str(version), adapter_name=name)
         self.model.eval()
-        self.adapters[domain] = version
-
-    def _drop(self, domain: str) -> None:
-        # peft cannot delete the only adapter it holds; an unlisted one is never routed to.
-        if len(self.model.peft_config) > 1:
-            self.model.delete_adapter(domain)
-        del self.adapters[domain]
+        return name
 
     # --- prompts ------------------------------------------------------------------------------
 
@@ -138,8 +145,9 @@ class Engine:
         import torch
         from transformers import LogitsProcessorList, StoppingCriteriaList
 
+        names = self._names
         for request in requests:
-            if request.model != BASE and request.model not in self.adapters:
+            if request.model != BASE and request.model not in names:
                 raise UnknownModel(request.model)
         width = max(len(r.prompt_ids) for r in requests)
         pad = self.tokenizer.pad_token_id
@@ -147,8 +155,8 @@ class Engine:
         mask = torch.tensor([[0] * (width - len(r.prompt_ids)) + [1] * len(r.prompt_ids) for r in requests], device=self.device)
         rows = _Rows(self.tokenizer, requests, width, set(self.stop_ids), self.device)
         options: dict[str, Any] = {}
-        if self.adapters:
-            options["adapter_names"] = [PEFT_BASE if r.model == BASE else r.model for r in requests]
+        if hasattr(self.model, "peft_config"):  # a PeftModel since the first adapter was loaded
+            options["adapter_names"] = [PEFT_BASE if r.model == BASE else names[r.model] for r in requests]
         with torch.no_grad():
             self.model.generate(
                 input_ids=ids, attention_mask=mask, max_new_tokens=max(r.max_tokens for r in requests), do_sample=False,
