@@ -100,7 +100,7 @@ def score_tasks(model: Any, tokenizer: Any, eval_dataset: Any, config: Evaluatio
     if not prompts:
         return TaskScores(skipped=TEXT_ONLY if not passed_over[CUT_ANSWER] else f"all {passed_over[CUT_ANSWER]} {CUT_ANSWER}",
                           not_scored=passed_over)
-    args = (prompts, tokenizer.pad_token_id, stop, config.task_length_margin, config.batch_size, device)
+    args = (prompts, tokenizer.pad_token_id, stop, config.task_length_margin, config.task_batch_size, device)
     with model.disable_adapter():
         base = greedy_answers(model, *args)
     adapter = greedy_answers(model, *args)
