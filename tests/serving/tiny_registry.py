@@ -9,10 +9,11 @@ from assets.serving.registry import Candidate, publish, read_manifest, served, w
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 
-def tiny_base(folder: Path) -> dict[str, str]:
-    from assets.foundation.tiny_llama import save_tiny_llama
+def tiny_base(folder: Path, **shape: int) -> dict[str, str]:
+    """The built-in tiny Llama (its default shape, or TinyLlamaSpec fields in `shape`)."""
+    from assets.foundation.tiny_llama import TinyLlamaSpec, save_tiny_llama
 
-    path = save_tiny_llama(folder)
+    path = save_tiny_llama(folder, TinyLlamaSpec(**shape))
     return {"name": str(path), "path": str(path), "fingerprint": directory_fingerprint(path), "spec": "builtin:tiny-llama"}
 
 
@@ -38,9 +39,9 @@ def candidate(domain: str, adapter: Path, base: dict[str, str], version: str, ev
                      passed_gate=passed, eval_loss=eval_loss, evaluation={"eval_loss_adapter": eval_loss})
 
 
-def build(root: Path, domains: list[str]) -> tuple[Path, dict[str, str], dict[str, Path]]:
+def build(root: Path, domains: list[str], **shape: int) -> tuple[Path, dict[str, str], dict[str, Path]]:
     """(registry folder, base, domain -> source adapter folder) with every domain published."""
-    base = tiny_base(root / "base")
+    base = tiny_base(root / "base", **shape)
     registry, adapters = root / "registry", {}
     for seed, domain in enumerate(domains, start=1):
         adapters[domain] = random_adapter(base, root / "adapters" / domain, seed)
