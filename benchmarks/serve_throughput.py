@@ -97,8 +97,15 @@ def main() -> None:
     parser.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32")
     parser.add_argument("--hidden-size", type=int, default=512, help="base width (a multiple of 64; the built-in default is 128)")
     parser.add_argument("--layers", type=int, default=4, help="base decoder blocks")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="torch threads in the server and here (0: torch's default); 1 keeps busy cores from stalling its thread pool")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    if args.threads:
+        os.environ["OMP_NUM_THREADS"] = str(args.threads)  # the server inherits it
+        import torch
+
+        torch.set_num_threads(args.threads)
 
     import httpx
     import tiny_registry
@@ -160,6 +167,7 @@ def main() -> None:
     result = {
         "domains": args.domains, "requests": n, "max_tokens": args.max_tokens, "precision": args.precision, "dtype": args.dtype,
         "cpu_flags": flags, "load_average": [round(x, 1) for x in os.getloadavg()],
+        "threads": args.threads or "default",
         "mixed": {"seconds": round(mixed_s, 3), "requests_per_s": round(n / mixed_s, 3), "tokens_per_s": round(mixed_tokens / mixed_s, 1),
                   "batches": mixed_batches},
         "switching": {"seconds": round(switch_s, 3), "requests_per_s": round(n / switch_s, 3), "tokens_per_s": round(switch_tokens / switch_s, 1)},
