@@ -13,6 +13,7 @@ class GgufConfig(BaseModel):
     # A list of strings, not a tuple of Literals: Dagster's launchpad config knows only lists.
     quant_types: list[str] = Field(
         ["f16", "q8_0"],
+        max_length=8,
         description="GGUF files written, one per type. f16: 2 bytes per weight, logits within ~1e-3 of the merged "
         "model; q8_0: ~1.06 bytes per weight (blocks of 32 int8 + one f16 scale), logits within ~1e-2. "
         "Must include f16: the parity check runs on it.",
