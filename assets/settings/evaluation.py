@@ -50,7 +50,7 @@ class EvaluationConfig(BaseModel):
     gate_margin: float = Field(
         0.0, ge=0.0, le=1.0,
         description="With a task gate_metric: how much the adapter's score (0 to 1) must exceed the base's "
-        "(0: at least equal; 1: no adapter passes). Only with gate_metric 'rouge_l' or 'exact_match'.",
+        "(0: at least equal; 1: only a perfect adapter over a base scoring 0). Only with gate_metric 'rouge_l' or 'exact_match'.",
     )
 
     @model_validator(mode="after")

@@ -132,3 +132,14 @@ def test_leaderboard_shows_task_scores_and_a_dash_where_there_are_none() -> None
     assert "bits/byte | ROUGE-L | exact match" in table[0]
     assert table[2] == "| support | 5.0000 | 2.0000 | +3.0000 | 7.39 | 7.200 -> 2.900 | 0.010 -> 0.620 | 0.000 -> 0.250 | passed (on rouge_l) |"
     assert table[3].endswith("| - | - | - | passed |")
+
+
+def test_a_domain_yaml_with_a_margin_but_no_task_metric_names_file_and_line(tmp_path) -> None:
+    from assets.settings.domain_file import DomainSettingsError, load_domain_settings
+
+    path = tmp_path / "domain.yaml"
+    path.write_text("evaluation:\n  gate_margin: 0.2\n")
+    with pytest.raises(DomainSettingsError, match=r"domain.yaml line 1: evaluation: Value error, gate_margin applies to a task gate_metric"):
+        load_domain_settings(path)
+    path.write_text("evaluation:\n  gate_metric: rouge_l\n  gate_margin: 0.2\n")
+    assert load_domain_settings(path) == {"evaluation": {"gate_metric": "rouge_l", "gate_margin": 0.2}}
