@@ -13,7 +13,7 @@ NEWEST_MINOR ?= 3.13
 PYENV_VERSIONS ?= $(or $(PYENV_ROOT),$(HOME)/.pyenv)/versions
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 
-.PHONY: install demo ui test test-unit test-newest lint clean-data
+.PHONY: install demo ui serve test test-unit test-newest lint clean-data
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,14 @@ ui: install
 	mkdir -p $(DAGSTER_HOME)
 	cp -n dagster.yaml $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dagster dev -h 127.0.0.1 -p 3000
+
+# Promote the gated adapters into the registry (a no-op when nothing changed), then serve them:
+# one base, one adapter per domain, OpenAI-compatible, on http://127.0.0.1:8000.
+serve: install
+	mkdir -p $(DAGSTER_HOME)
+	cp -n dagster.yaml $(DAGSTER_HOME)/dagster.yaml
+	$(BIN)/dagster job execute -m pipelines.definitions -j registry_job
+	$(BIN)/loraline serve --host 127.0.0.1 --port 8000
 
 test: install
 	$(BIN)/pytest -q $(PYTEST_ARGS)

@@ -12,13 +12,14 @@ from assets.serving.assets import adapter_registry
 from assets.tokenization.assets import training_dataset
 from assets.training.assets import qlora_adapter
 from pipelines.environment import resources_for
-from pipelines.jobs import base_model_job, domain_finetune_job
+from pipelines.jobs import base_model_job, domain_finetune_job, registry_job
+from pipelines.promotion import promote_after_training
 from pipelines.sensors import landing_zone_sensor
 
 defs = dg.Definitions(
     assets=[base_model, raw_corpus, clean_corpus, training_dataset, qlora_adapter, adapter_evaluation, merged_model, domain_leaderboard, adapter_registry,
             gguf_export],
-    jobs=[domain_finetune_job, base_model_job],
-    sensors=[landing_zone_sensor],
+    jobs=[domain_finetune_job, base_model_job, registry_job],
+    sensors=[landing_zone_sensor, promote_after_training],
     resources=resources_for(),
 )

@@ -48,13 +48,14 @@ def main(argv: list[str] | None = None) -> int:
     results = {domain: _run(defs.resolve_job_def("domain_finetune_job"), domain, instance) for domain in domains}
     leaderboard = defs.resolve_implicit_global_asset_job_def().get_subset(asset_selection={dg.AssetKey("domain_leaderboard")})
     _run(leaderboard, None, instance)
+    _run(defs.resolve_job_def("registry_job"), None, instance)
     print(_summary(instance, results))
     board = instance_latest_record(instance, "domain_leaderboard", None)
     if board:
         print("\nforgetting matrix (eval loss change against the base, per eval domain):")
         print(board.asset_materialization.metadata["forgetting_matrix"].value)
     print(f"\ndemo wall time {time.perf_counter() - started:.1f}s; DAGSTER_HOME={os.environ['DAGSTER_HOME']}")
-    print("see it in the UI: make ui  (then open http://127.0.0.1:3000)")
+    print("see it in the UI: make ui  (then open http://127.0.0.1:3000); serve the promoted adapters: make serve")
     return 0 if all(results.values()) else 1
 
 

@@ -49,10 +49,11 @@ def test_every_step_succeeds_and_every_check_passes(chain: dict) -> None:
     result = chain["result"]
     assert result.success
     materialized = {event.asset_key.to_user_string() for event in result.get_asset_materialization_events()}
-    assert materialized == {"raw_corpus", "clean_corpus", "quarantined_rows", "training_dataset", "qlora_adapter", "adapter_evaluation", "merged_model"}
+    assert materialized == {"raw_corpus", "clean_corpus", "quarantined_rows", "training_dataset", "qlora_adapter", "adapter_evaluation", "merged_model",
+                            "gguf_export"}
     evaluations = result.get_asset_check_evaluations()
     assert {e.check_name for e in evaluations} >= {
-        "adapter_beats_base", "merge_matches_adapter", "no_duplicates_left", "examples_supervised", "counts_reconcile"}
+        "adapter_beats_base", "merge_matches_adapter", "gguf_matches_merged", "no_duplicates_left", "examples_supervised", "counts_reconcile"}
     assert all(e.passed for e in evaluations), [(e.check_name, e.description) for e in evaluations if not e.passed]
 
 
@@ -142,6 +143,41 @@ def test_adapter_trained_through_pipes_with_packing_and_a_plotted_loss_curve(cha
     assert [row.data["step"] for row in adapter["loss_table"].records] == [10, 20, 30]
     logs = [e.message for e in chain["instance"].all_logs(chain["result"].run_id) if e.step_key == "qlora_adapter"]
     assert any(line and line.startswith("step 30/30 loss") and "tok/s" in line for line in logs)
+
+
+def test_the_gguf_export_holds_both_files_and_a_modelfile(chain: dict) -> None:
+    meta = metadata(chain, "gguf_export")
+    folder = Path(meta["path"])
+    assert sorted(p.name for p in folder.iterdir()) == ["Modelfile", "export.json", "support-f16.gguf", "support-q8_0.gguf"]
+    assert meta["quant_types"] == ["f16", "q8_0"] and meta["q8_0_size_bytes"] < meta["f16_size_bytes"]
+    assert meta["relative_logit_diff"] < meta["parity_tolerance"] == 1e-2
+    assert meta["modelfile"] == str(folder / "Modelfile") and meta["modelfile_template"].startswith("derived")
+    assert set(meta["reloaded_by_transformers"]) == {"f16", "q8_0"}
+
+
+def test_the_gguf_answers_like_the_merged_model(chain: dict) -> None:
+    """Through transformers' GGUF loader: the same chat tokens, logits within 1% of the largest."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    folder, merged_dir = Path(metadata(chain, "gguf_export")["path"]), Path(metadata(chain, "merged_model")["path"])
+    messages = [{"role": "user", "content": "My router keeps dropping Wi-Fi."}]
+    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file="support-f16.gguf")
+    ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt", return_dict=True)["input_ids"]
+    assert ids.tolist()[0] == AutoTokenizer.from_pretrained(merged_dir).apply_chat_template(messages, add_generation_prompt=True, return_dict=True)["input_ids"]
+    gguf_model = AutoModelForCausalLM.from_pretrained(folder, gguf_file="support-f16.gguf")
+    with torch.no_grad():
+        reference = AutoModelForCausalLM.from_pretrained(merged_dir)(ids).logits
+        difference = (gguf_model(ids).logits - reference).abs().max().item()
+    assert difference < 1e-2 * reference.abs().max().item()
+
+
+def test_an_unchanged_merged_model_is_not_exported_twice(chain: dict) -> None:
+    export_only = defs.resolve_implicit_global_asset_job_def().get_subset(asset_selection={dg.AssetKey("gguf_export")})
+    again = export_only.execute_in_process(instance=chain["instance"], partition_key="support")
+    assert metadata(chain, "gguf_export")["reused_from_run"] == chain["result"].run_id
+    [evaluation] = again.get_asset_check_evaluations()
+    assert evaluation.passed
 
 
 def test_a_merge_that_fails_parity_is_not_published(chain: dict) -> None:
