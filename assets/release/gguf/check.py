@@ -15,8 +15,10 @@ from pathlib import Path
 # Keys every file must carry for llama.cpp (and transformers) to rebuild model and tokenizer.
 REQUIRED_KEYS = (
     "general.architecture", "general.file_type", "tokenizer.ggml.model", "tokenizer.ggml.tokens",
-    "tokenizer.ggml.token_type", "tokenizer.ggml.merges", "tokenizer.ggml.bos_token_id", "tokenizer.ggml.eos_token_id",
+    "tokenizer.ggml.token_type", "tokenizer.ggml.merges", "tokenizer.ggml.eos_token_id",
 )
+# A BOS id only where the tokenizer has one: Qwen2 has none, and llama.cpp then adds none (add_bos_token false).
+BOS_KEY, ADD_BOS_KEY = "tokenizer.ggml.bos_token_id", "tokenizer.ggml.add_bos_token"
 ARCH_KEYS = ("context_length", "embedding_length", "block_count", "feed_forward_length", "attention.head_count",
              "attention.head_count_kv", "attention.layer_norm_rms_epsilon", "rope.freq_base")
 
@@ -39,6 +41,8 @@ def read_back(path: Path) -> ReadBack:
     fields = reader.fields
     architecture = fields["general.architecture"].contents()
     missing = [k for k in (*REQUIRED_KEYS, *(f"{architecture}.{k}" for k in ARCH_KEYS)) if k not in fields]
+    if ADD_BOS_KEY in fields and fields[ADD_BOS_KEY].contents() and BOS_KEY not in fields:
+        missing.append(f"{BOS_KEY} (the file says add_bos_token)")
     if missing:
         raise ValueError(f"{path}: GGUF metadata lacks {', '.join(missing)}")
     template = fields.get("tokenizer.chat_template")
