@@ -171,6 +171,7 @@ def dagster_dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DagsterDev
         "DAGSTER_HOME": str(home),
         "LORALINE_LANDING_DIR": str(landing),
         "LORALINE_ARTIFACTS_DIR": str(artifacts),
+        "LORALINE_REGISTRY_DIR": str(artifacts.parent / "registry"),
         "LORALINE_BASE_MODEL": "builtin:tiny-llama",
         "HF_HUB_DISABLE_PROGRESS_BARS": "1",
         "HF_DATASETS_DISABLE_PROGRESS_BARS": "1",
@@ -226,6 +227,13 @@ def landed(dagster_dev: DagsterDev, tmp_path_factory: pytest.TempPathFactory) ->
     record = poll(f"a merged_model materialization for partition {DOMAIN!r} from a finished run", merged,
                   CHAIN_TIMEOUT_S, 3.0, dagster_dev.why)
     print(f"\n[ui] dropped folder -> merged model in {time.monotonic() - dropped_at:.0f}s")
+
+    def promoted() -> list[dict]:
+        """The registry run promote_after_training launched once the chain succeeded, finished."""
+        dagster_dev.fail_on_failed_runs()
+        return [r for r in dagster_dev.runs() if r["tags"].get("dagster/sensor_name") == "promote_after_training" and r["status"] == "SUCCESS"]
+
+    poll("the adapter_registry run promote_after_training launches after the chain", promoted, CHAIN_TIMEOUT_S, 3.0, dagster_dev.why)
     return {"merged_model": record, "runs": dagster_dev.runs()}
 
 
@@ -235,12 +243,15 @@ def test_a_dropped_folder_becomes_a_merged_model_with_no_other_action(dagster_de
     jobs = {r["jobName"] for r in by_sensor}
     assert {"base_model_job", "domain_finetune_job"} <= jobs, dagster_dev.why(f"runs launched by the sensor: {by_sensor}")
     assert all(r["status"] == "SUCCESS" for r in by_sensor), dagster_dev.why(f"sensor runs: {by_sensor}")
-    assert {r["runId"] for r in runs} == {r["runId"] for r in by_sensor}, dagster_dev.why(f"runs not from the sensor: {runs}")
+    promotions = [r for r in runs if r["tags"].get("dagster/sensor_name") == "promote_after_training"]
+    assert [r["jobName"] for r in promotions] == ["registry_job"], dagster_dev.why(f"promotion runs: {promotions}")
+    assert {r["runId"] for r in runs} == {r["runId"] for r in by_sensor + promotions}, dagster_dev.why(f"runs not from the sensors: {runs}")
     chain = [r for r in by_sensor if r["jobName"] == "domain_finetune_job"]
     assert [r["tags"].get("dagster/partition") for r in chain] == [DOMAIN], dagster_dev.why(f"domain runs: {chain}")
     assert landed["merged_model"]["runId"] == chain[0]["runId"], dagster_dev.why(f"merged_model: {landed['merged_model']}")
     for asset in PER_DOMAIN_ASSETS:
         assert dagster_dev.materializations(asset, DOMAIN, limit=1), dagster_dev.why(f"{asset} has no {DOMAIN} materialization")
+    assert dagster_dev.materializations("adapter_registry", None, limit=1), dagster_dev.why("adapter_registry was not materialized")
 
 
 # --- Phase B: the browser -------------------------------------------------------------------------
@@ -321,7 +332,7 @@ def test_a_person_follows_the_domain_through_the_ui(dagster_dev: DagsterDev, lan
             row = page.locator("[data-index]").filter(has=page.locator(f'a[href="/runs/{run["runId"]}"]'))
             expect(row, why(f"run {run['runId']} not listed")).to_have_count(1)
             expect(row.get_by_text("Success", exact=True)).to_be_visible()
-            expect(row.get_by_text("landing_zone_sensor").first).to_be_visible()
+            expect(row.get_by_text(run["tags"]["dagster/sensor_name"]).first).to_be_visible()
 
     # 3. The domain is a partition of the per-domain assets; its ingest counts are shown.
     with screenshot_after(page, "03-raw-corpus-partition-cooking"):
