@@ -55,25 +55,9 @@ def adapter_registry(context: dg.AssetExecutionContext, config: RegistryRunConfi
     adapter; every decision goes to history.jsonl."""
     root = registry.root_path()
     base = _served_base(context)
-    decisions, problems = [], {}
-    for domain in sorted(context.instance.get_dynamic_partitions(domain_partitions.name)):
-        candidate = _candidate(context, domain)
-        if candidate is None:
-            continue
-        current = served(root).get(domain)
-        promoted = read_manifest(current) if current else None
-        adapter_config = json.loads((Path(candidate.adapter_path) / "adapter_config.json").read_text())
-        found = vllm_problems(adapter_config, config.max_lora_rank)
-        if found and candidate.passed_gate:
-            problems[domain] = found
-        decision = decide(candidate, promoted, base["fingerprint"], found)
-        if decision.action == "promoted":
-            publish(root, candidate, base)
-        (context.log.info if decision.action in ("promoted", "unchanged") else context.log.warning)(
-            f"domain {domain!r}: {decision.action}: {decision.reason}")
-        if decision.action != "unchanged":
-            record_history(root, decision, context.run_id)
-        decisions.append(decision)
+    problems: dict[str, list[str]] = {}  # domain -> why vLLM would refuse its gated adapter
+    decisions = [decision for domain in sorted(context.instance.get_dynamic_partitions(domain_partitions.name))
+                 if (decision := _offer(context, root, base, domain, config.max_lora_rank, problems)) is not None]
     registered = {domain: read_manifest(version) for domain, version in served(root).items()}
     write_registry_file(root, base, registered)
     return dg.MaterializeResult(
@@ -87,6 +71,28 @@ def adapter_registry(context: dg.AssetExecutionContext, config: RegistryRunConfi
         },
         check_results=[_compatibility_check(root, registered, problems, config.max_lora_rank), _same_base_check(registered, base)],
     )
+
+
+def _offer(context: dg.AssetExecutionContext, root: Path, base: dict[str, str], domain: str, max_rank: int,
+           problems: dict[str, list[str]]) -> Decision | None:
+    """Decide on one domain's current adapter (promote, keep, refuse), publish it when promoted, log
+    and record the decision; None when the domain has no adapter yet."""
+    candidate = _candidate(context, domain)
+    if candidate is None:
+        return None
+    current = served(root).get(domain)
+    promoted = read_manifest(current) if current else None
+    found = vllm_problems(json.loads((Path(candidate.adapter_path) / "adapter_config.json").read_text()), max_rank)
+    if found and candidate.passed_gate:
+        problems[domain] = found
+    decision = decide(candidate, promoted, base["fingerprint"], found)
+    if decision.action == "promoted":
+        publish(root, candidate, base)
+    (context.log.info if decision.action in ("promoted", "unchanged") else context.log.warning)(
+        f"domain {domain!r}: {decision.action}: {decision.reason}")
+    if decision.action != "unchanged":
+        record_history(root, decision, context.run_id)
+    return decision
 
 
 def _served_base(context: dg.AssetExecutionContext) -> dict[str, str]:
