@@ -9,7 +9,7 @@ from pydantic import model_validator
 
 from assets.common.atomic import atomic_directory
 from assets.evaluation.leaderboard import cross_domain_losses, forgetting_markdown, leaderboard_markdown
-from assets.evaluation.metrics import evaluate_adapter, generations_markdown
+from assets.evaluation.metrics import EvaluationReport, evaluate_adapter, generations_markdown
 from assets.partitions import domain_partitions
 from assets.settings.evaluation import EvaluationConfig
 from resources.compute import ComputeSettings
@@ -65,20 +65,25 @@ def adapter_evaluation(
     passed, decided = report.gate(step.settings)
     description = f"{decided}; " + ("passed" if passed else f"failed: adapter not merged; {kept_merged_model(context)}")
     (context.log.info if passed else context.log.error)(f"domain {context.partition_key!r}: adapter_beats_base {description}")
-    metadata = {
+    metadata = _metadata(location, report, passed, adapter_dir, upstream_data_version(context, "qlora_adapter"), step.settings)
+    check = dg.AssetCheckResult(check_name="adapter_beats_base", passed=passed, severity=dg.AssetCheckSeverity.ERROR, description=description)
+    return step.publish(metadata, [check])
+
+
+def _metadata(location: Path, report: EvaluationReport, passed: bool, adapter_dir: Path, adapter_version: str, settings: EvaluationConfig) -> dict:
+    # adapter_beats_base and adapter_data_version are read by merged_model's gate and the registry.
+    return {
         "path": dg.MetadataValue.path(str(location)),
         **report.numbers(),
         "adapter_beats_base": passed,
         "adapter_path": dg.MetadataValue.path(str(adapter_dir)),
-        "adapter_data_version": upstream_data_version(context, "qlora_adapter"),
+        "adapter_data_version": adapter_version,
         "generations": dg.MetadataValue.md(generations_markdown(report.generations)),
         "task_metrics": report.task.describe(),
         "task_samples": dg.MetadataValue.md(generations_markdown(report.task.samples[:TASK_SAMPLES_SHOWN]) if report.task.samples else "-"),
-        "gate_metric": step.settings.gate_metric,
-        "settings": dg.MetadataValue.json(step.settings.model_dump()),
+        "gate_metric": settings.gate_metric,
+        "settings": dg.MetadataValue.json(settings.model_dump()),
     }
-    check = dg.AssetCheckResult(check_name="adapter_beats_base", passed=passed, severity=dg.AssetCheckSeverity.ERROR, description=description)
-    return step.publish(metadata, [check])
 
 
 @dg.asset(
