@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
+from hostile_paths import bury_unlistable_folder
 
 from assets.corpora.landing_digests import DigestCache, HashBudget, ScanError, domain_digests
 from assets.corpora.landing_scan import (
@@ -259,16 +260,7 @@ def test_a_file_that_vanishes_holds_back_its_domain_only(tmp_path: Path) -> None
 def test_a_folder_that_cannot_be_listed_holds_back_its_domain_only(tmp_path: Path) -> None:
     land(tmp_path, "news", "a.jsonl", doc(1))
     land(tmp_path, "legal", "a.jsonl", doc(3))
-    # A folder too deep to list by path (ENAMETOOLONG), made with relative mkdir: denied even to root.
-    fd = os.open(tmp_path / "news", os.O_RDONLY)
-    try:
-        for _ in range(20):
-            os.mkdir("d" * 250, dir_fd=fd)
-            inner = os.open("d" * 250, os.O_RDONLY, dir_fd=fd)
-            os.close(fd)
-            fd = inner
-    finally:
-        os.close(fd)
+    bury_unlistable_folder(tmp_path / "news")  # a folder too deep to list by path
     cursor = {"news": ["previous-fingerprint", DONE]}
     plan = tick(tmp_path, cursor, {"news", "legal"})
     assert list(plan.runs) == ["legal"] and plan.cursor["news"] == cursor["news"]

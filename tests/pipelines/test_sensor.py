@@ -11,6 +11,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 from dagster._core.events import DagsterEvent, DagsterEventType
+from hostile_paths import bury_unlistable_folder
 
 from assets.corpora.landing_scan import landing_fingerprint
 from pipelines.definitions import defs
@@ -253,15 +254,7 @@ def test_a_domain_that_cannot_be_scanned_does_not_stop_the_others(world) -> None
     land(landing, "news", "a.jsonl", 20)
     finish(instance, domain_runs(sensor.tick())["news"], ok=True)
     before = json.loads(sensor.cursor)["news"]
-    fd = os.open(landing / "news", os.O_RDONLY)  # a folder too deep to list by path (ENAMETOOLONG)
-    try:
-        for _ in range(20):
-            os.mkdir("d" * 250, dir_fd=fd)
-            inner = os.open("d" * 250, os.O_RDONLY, dir_fd=fd)
-            os.close(fd)
-            fd = inner
-    finally:
-        os.close(fd)
+    bury_unlistable_folder(landing / "news")  # a folder too deep to list by path
     land(landing, "legal", "a.jsonl", 20)
     assert list(domain_runs(sensor.tick())) == ["legal"]
     assert json.loads(sensor.cursor)["news"] == before
