@@ -2,13 +2,14 @@
 
 import random
 
+import numpy as np
 import pytest
 import torch
 from numerics import bf16_tolerance
 
 from assets.models.batches import IGNORE_INDEX, collate_rows, supervised_tokens
 from assets.settings.training import QLoraConfig
-from assets.training.packing import choose_layout, pack_blocks, pad_share_of, plan_layout
+from assets.training.packing import StepStream, choose_layout, pack_blocks, pad_share_of, plan_layout
 from assets.training.recipe import build_model
 
 PAD = 258
@@ -59,6 +60,77 @@ def test_pack_blocks_places_every_example_once_within_the_block():
     assert len(rows) <= sum(lengths) / 64 * 1.1  # first-fit decreasing is near-optimal here
 
 
+def reference_ffd(lengths, block_len):
+    """The textbook first-fit decreasing loop (packing.py's before it went a length at a time): the oracle."""
+    rows, room = [], []
+    for i in sorted(range(len(lengths)), key=lambda i: (-lengths[i], i)):
+        fit = next((r for r, free in enumerate(room) if free >= lengths[i]), None)
+        if fit is None:
+            rows.append([i])
+            room.append(block_len - lengths[i])
+        else:
+            rows[fit].append(i)
+            room[fit] -= lengths[i]
+    return rows
+
+
+def skewed(n, seed=0):
+    rng = random.Random(seed)  # benchmarks/train_throughput.py's skewed_lengths: median ~70 of 512, long tail
+    return [max(8, min(512, int(16 + rng.lognormvariate(4.0, 0.9)))) for _ in range(n)]
+
+
+def assert_valid(rows, lengths, block_len):
+    assert sorted(i for row in rows for i in row) == list(range(len(lengths)))  # every example exactly once
+    assert all(sum(lengths[i] for i in row) <= block_len for row in rows)
+
+
+@pytest.mark.parametrize("mix", ["skewed", "narrow", "small_block", "halves"])
+def test_pack_blocks_gives_the_reference_first_fit_decreasing_rows(mix):
+    rng = random.Random(3)
+    lengths, block = {
+        "skewed": (skewed(3000), 512),
+        "narrow": ([rng.randint(550, 890) for _ in range(500)], 890),  # one example per row
+        "small_block": ([rng.randint(0, 16) for _ in range(2000)], 16),  # zero lengths too
+        "halves": ([rng.choice([1, 170, 171, 256, 257, 341, 512]) for _ in range(2000)], 512),  # many ties, exact fits
+    }[mix]
+    rows = pack_blocks(lengths, block)
+    reference = reference_ffd(lengths, block)
+    assert_valid(rows, lengths, block)
+    assert rows == reference  # the same rows, so the same pad share; and checked on its own:
+    assert pad_share_of([rows], lengths, block) <= pad_share_of([reference], lengths, block)
+
+
+def test_pack_blocks_is_deterministic_and_takes_lists_or_arrays():
+    lengths = skewed(2000, seed=5)
+    rows = pack_blocks(lengths, 512)
+    assert pack_blocks(lengths, 512) == rows
+    assert pack_blocks(np.asarray(lengths, dtype=np.int32), 512) == rows
+    assert all(type(i) is int for row in rows for i in row)  # Python ints, as training indexes datasets with them
+    assert pack_blocks([], 512) == []
+    with pytest.raises(ValueError, match="0..block_len"):
+        pack_blocks([3, 513], 512)
+
+
+@pytest.mark.parametrize("mode", ["blocks", "by_length", "off"])
+def test_choose_layouts_pad_share_is_that_of_the_first_epoch(mode):
+    lengths = skewed(1500, seed=2)
+    layout = plan_layout(mode, lengths, batch_size=3)
+    for seed in (0, 7):
+        assert layout.first_epoch_pad_share(lengths, seed) == pad_share_of(layout.epoch(lengths, seed, 0), lengths, layout.block_len)
+
+
+def test_a_layout_packs_each_dataset_for_itself():
+    """The packing is cached per layout; a second dataset must get its own rows, not the first one's."""
+    first, second = skewed(400, seed=1), skewed(400, seed=2)
+    layout = plan_layout("blocks", first + second, batch_size=4)
+    assert layout.rows(first) == reference_ffd(first, layout.block_len)
+    assert layout.rows(second) == reference_ffd(second, layout.block_len)
+    rows = [row for batch in layout.epoch(first, 1, 0) for row in batch]
+    assert_valid(rows, first, layout.block_len)
+    rows[0].append(10**6)  # what a caller does with its epoch does not reach the cache
+    assert layout.rows(first) == reference_ffd(first, layout.block_len)
+
+
 def test_packed_collate_resets_positions_and_masks_boundary_labels():
     batch = collate_rows([[example([1, 2, 3]), example([4, 5])]], PAD, block_len=7)
     assert batch["position_ids"].tolist() == [[0, 1, 2, 0, 1, 0, 1]]
@@ -105,6 +177,23 @@ def test_epoch_layout_is_a_pure_function_of_seed_and_epoch():
     layout = plan_layout("blocks", lengths, batch_size=4)
     assert layout.epoch(lengths, 3, 1) == layout.epoch(lengths, 3, 1)
     assert layout.epoch(lengths, 3, 1) != layout.epoch(lengths, 3, 2)
+    # a fresh layout (another process, a resumed run) with the lengths as an array: the same epoch
+    assert plan_layout("blocks", np.asarray(lengths), batch_size=4).epoch(np.asarray(lengths), 3, 1) == layout.epoch(lengths, 3, 1)
+    by_length = plan_layout("by_length", lengths, batch_size=4)
+    assert by_length.epoch(lengths, 3, 1) == plan_layout("by_length", lengths, batch_size=4).epoch(np.asarray(lengths), 3, 1)
+    assert by_length.epoch(lengths, 3, 1) != by_length.epoch(lengths, 3, 2)
+
+
+def test_step_stream_walks_every_packed_row_once_per_epoch():
+    lengths = skewed(600, seed=4)
+    layout = plan_layout("blocks", lengths, batch_size=4)
+    stream = StepStream(layout, lengths, seed=1, per_step=2)
+    per_epoch = len(stream.first_epoch)
+    batches = [batch for step in range(per_epoch) for batch in stream.step(step)]  # two epochs, 2 per step
+    first, second = batches[:per_epoch], batches[per_epoch:]
+    assert first == stream.first_epoch and second == layout.epoch(lengths, 1, 1)
+    for epoch in (first, second):
+        assert_valid([row for batch in epoch for row in batch], lengths, layout.block_len)
 
 
 def test_auto_packs_a_skewed_mix_and_batches_a_narrow_long_mix_by_length():
