@@ -1,5 +1,6 @@
 """Packing without cross-example attention, and the pad share it saves (assets/training/packing.py)."""
 
+import gc
 import random
 
 import numpy as np
@@ -182,6 +183,7 @@ def test_epoch_layout_is_a_pure_function_of_seed_and_epoch():
     by_length = plan_layout("by_length", lengths, batch_size=4)
     assert by_length.epoch(lengths, 3, 1) == plan_layout("by_length", lengths, batch_size=4).epoch(np.asarray(lengths), 3, 1)
     assert by_length.epoch(lengths, 3, 1) != by_length.epoch(lengths, 3, 2)
+    assert gc.isenabled()  # epochs pause the cycle collector while they build their lists, and restore it
 
 
 def test_step_stream_walks_every_packed_row_once_per_epoch():
