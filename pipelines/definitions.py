@@ -22,4 +22,8 @@ defs = dg.Definitions(
     jobs=[domain_finetune_job, base_model_job, registry_job],
     sensors=[landing_zone_sensor, promote_after_training],
     resources=resources_for(),
+    # Every step of a run in the run's own process (one process per run, not one per step: 3-5 s
+    # each on 2 cores). Training, the heavy and long step, still runs in its own Pipes subprocess
+    # (ComputeSettings.training_launcher), so a crash or memory spike there ends that process only.
+    executor=dg.in_process_executor,
 )
