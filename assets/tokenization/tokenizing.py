@@ -51,7 +51,30 @@ def clamp_to_context(config: TokenizationConfig, context_length: int | None) -> 
 
 
 def tokenize_corpus(clean: pl.DataFrame, tokenizer: Any, config: TokenizationConfig, fmt: ChatFormat | None = None) -> TokenizedCorpus:
-    """Encode every clean row; rows that yield no supervised token are kept aside with the reason."""
+    """Encode every clean row in this process, datasets in memory (what tests and small callers
+    want; `streaming.stream_tokenize` is the same work for a corpus of any size, on disk)."""
+    import datasets
+    import pyarrow as pa
+
+    from assets.tokenization.streaming import CHUNK_ROWS, Totals, dataset_features, encode_chunk
+
+    fmt = fmt or chat_format(tokenizer)
+    totals, batches = Totals(), {"train": [], "eval": []}
+    for batch in clean.to_arrow().to_batches(max_chunksize=CHUNK_ROWS):
+        chunk = encode_chunk(tokenizer, fmt, batch, config)
+        totals.add(chunk)
+        for split, part in chunk.batches.items():
+            batches[split].append(part)
+    stats, profile, rejected = totals.finish()
+    schema = dataset_features().arrow_schema
+    train, evaluation = (datasets.Dataset(datasets.table.InMemoryTable(pa.Table.from_batches(batches[split], schema=schema)))
+                         for split in ("train", "eval"))
+    return TokenizedCorpus(train=train, eval=evaluation, stats=stats, profile=profile, rejected=rejected)
+
+
+def tokenize_corpus_per_row(clean: pl.DataFrame, tokenizer: Any, config: TokenizationConfig, fmt: ChatFormat | None = None) -> TokenizedCorpus:
+    """The per-row path (encode_record per row, every token list in memory): the reference the
+    batched, streamed path is tested against, and the "before" of benchmarks/tokenize_throughput.py."""
     import datasets
 
     fmt = fmt or chat_format(tokenizer)
@@ -63,7 +86,6 @@ def tokenize_corpus(clean: pl.DataFrame, tokenizer: Any, config: TokenizationCon
     profile: dict[str, list] = {"split": [], "length": [], "supervised_tokens": [], "truncated": []}
     rejected: dict[str, list] = {name: [] for name in REJECTED_SCHEMA}
     for row in clean.iter_rows(named=True):
-        # Near-duplicates share their cluster's split key, so none sits on the other side of the split.
         split = split_of(row.get("split_key") or row["content_hash"], config.eval_fraction, config.split_salt)
         encoded = encode_record(tokenizer, fmt, row["kind"], row["roles"], row["contents"], config.max_seq_len)
         counts["windowed_documents"] += row["kind"] == "text" and len(encoded.examples) > 1

@@ -1,0 +1,358 @@
+"""Records to examples a batch at a time: the same tokens and labels as `formatting.encode_record`,
+at the fast tokenizer's speed.
+
+`encode_record` is the reference (read it first); this module produces exactly its output, and a
+test compares the two on every kind of row. What changes is only how the work is done:
+- chat templates are rendered for a batch of conversations in one `apply_chat_template` call
+  (plain and marked), once per conversation, not once per turn;
+- the rendered texts of a batch are encoded in one call of the Rust tokenizer (`encode_batch`),
+  skipping transformers' per-token conversion to Python lists of dicts;
+- labels come from the token offsets with numpy (`supervise_spans` walks token by token in Python).
+Rows off the common path (a template that refuses, moves or drops a turn, a conversation longer
+than max_seq_len, a slow tokenizer without offsets) go through the per-row reference code, so what
+they become cannot drift from it.
+
+Pure: no dagster.
+"""
+
+from collections.abc import Generator, Iterator
+from dataclasses import dataclass, field
+from itertools import chain
+from typing import Any
+
+import numpy as np
+
+from assets.models.batches import IGNORE_INDEX
+from assets.models.chat_format import CLOSE, MAX_GAP_TOKENS, OPEN, TEMPLATE_DATE, ChatFormat, TemplateRefused, _marker_spans, _searched_spans, fold_system
+from assets.tokenization.formatting import EncodedRow, encode_chat, encode_text
+
+RENDER_BATCH = 64  # conversations per apply_chat_template call; one refusal re-renders only these one by one
+SPECULATE = 8  # most candidate parts of a long conversation rendered in one batch when it is split
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """One record's examples as int64 arrays (ids, labels, truncated), or why it has none."""
+
+    examples: list[tuple[np.ndarray, np.ndarray, bool]] = field(default_factory=list)
+    rejected: str | None = None
+    system_folded: bool = False
+    exchanges_dropped: int = 0
+
+    @classmethod
+    def of(cls, row: EncodedRow) -> "Encoded":
+        """The reference path's result, as arrays."""
+        return cls([(np.asarray(e.input_ids, dtype=np.int64), np.asarray(e.labels, dtype=np.int64), e.truncated) for e in row.examples],
+                   row.rejected, row.system_folded, row.exchanges_dropped)
+
+
+def supervised(labels: np.ndarray) -> int:
+    """count_supervised for an array: labels after the first that are not IGNORE_INDEX."""
+    return int(np.count_nonzero(labels[1:] != IGNORE_INDEX))
+
+
+def encode_rows(tokenizer: Any, fmt: ChatFormat, kinds: list[str], roles: list[list[str]], contents: list[list[str]],
+                max_seq_len: int) -> list[Encoded]:
+    """[encode_record(...) for each row], as arrays, computed a batch at a time."""
+    backend = _backend(tokenizer)
+    out: list[Encoded | None] = [None] * len(kinds)
+    texts = [i for i, kind in enumerate(kinds) if kind == "text"]
+    chats = [i for i, kind in enumerate(kinds) if kind != "text"]
+    if backend is None:  # a slow (Python) tokenizer: no batch encoder, no offsets to label from
+        for i in range(len(kinds)):
+            if kinds[i] == "text":
+                out[i] = Encoded.of(EncodedRow(encode_text(tokenizer, "\n\n".join(contents[i]), max_seq_len, fmt.document_bos)))
+            else:
+                out[i] = Encoded.of(encode_chat(tokenizer, fmt, roles[i], contents[i], max_seq_len))
+        return out  # type: ignore[return-value]
+    for i, encoded in zip(texts, _encode_texts(tokenizer, backend, fmt, ["\n\n".join(contents[i]) for i in texts], max_seq_len)):
+        out[i] = encoded
+    for i, encoded in zip(chats, _encode_chats(tokenizer, backend, fmt, [roles[i] for i in chats], [contents[i] for i in chats], max_seq_len)):
+        out[i] = encoded
+    return out  # type: ignore[return-value]
+
+
+def _backend(tokenizer: Any) -> Any:
+    """The Rust tokenizer behind a fast tokenizer, set as transformers sets it for an unpadded,
+    untruncated call (what `tokenizer(text)` does before encoding); None for a slow tokenizer."""
+    backend = getattr(tokenizer, "_tokenizer", None) if getattr(tokenizer, "is_fast", False) else None
+    if backend is None:
+        return None
+    if backend.truncation is not None:
+        backend.no_truncation()
+    if backend.padding is not None:
+        backend.no_padding()
+    return backend
+
+
+def _encode_batch(backend: Any, texts: list[str], split_special_tokens: bool, offsets: bool) -> list[Any]:
+    previous = backend.encode_special_tokens
+    backend.encode_special_tokens = split_special_tokens
+    try:
+        if offsets:
+            return backend.encode_batch(texts, add_special_tokens=False)
+        return backend.encode_batch_fast(texts, add_special_tokens=False)
+    finally:
+        backend.encode_special_tokens = previous
+
+
+def _encode_texts(tokenizer: Any, backend: Any, fmt: ChatFormat, texts: list[str], max_seq_len: int) -> list[Encoded]:
+    """encode_text for a batch: [BOS] + text + EOS, all supervised, in near-equal windows."""
+    if not texts:
+        return []
+    head = [] if fmt.document_bos is None else [fmt.document_bos]
+    out = []
+    for encoding in _encode_batch(backend, texts, split_special_tokens=True, offsets=False):
+        ids = np.array(head + encoding.ids + [tokenizer.eos_token_id], dtype=np.int64)
+        windows = -(-len(ids) // max_seq_len)
+        # Python's round (half to even), as encode_text computes the bounds.
+        bounds = [round(i * len(ids) / windows) for i in range(windows + 1)]
+        out.append(Encoded([(ids[a:b], ids[a:b], False) for a, b in zip(bounds, bounds[1:])]))
+    return out
+
+
+@dataclass
+class _Chat:
+    messages: list[dict[str, str]]  # as rendered (system folded where it has to be)
+    folded: bool
+    text: str = ""
+    spans: list[tuple[int, int]] | None = None
+
+
+def _encode_chats(tokenizer: Any, backend: Any, fmt: ChatFormat, roles: list[list[str]], contents: list[list[str]],
+                  max_seq_len: int) -> list[Encoded]:
+    out: list[Encoded | None] = [None] * len(roles)
+    pending: dict[int, _Chat] = {}
+    for i, (row_roles, row_contents) in enumerate(zip(roles, contents)):
+        messages = [{"role": r, "content": c} for r, c in zip(row_roles, row_contents)]
+        if fmt.control_tokens is not None and any(fmt.control_tokens.search(c) for c in row_contents):
+            out[i] = Encoded.of(encode_chat(tokenizer, fmt, row_roles, row_contents, max_seq_len))  # the refusal, worded once
+            continue
+        folded = "system" in row_roles and not fmt.accepts_system
+        pending[i] = _Chat(fold_system(messages) if folded else messages, folded)
+    _render_spans(tokenizer, fmt, pending)
+    ready = {i: chat for i, chat in pending.items() if chat.spans is not None}
+    for i in pending.keys() - ready.keys():  # refused, or the template moved things: the reference path
+        out[i] = Encoded.of(encode_chat(tokenizer, fmt, roles[i], contents[i], max_seq_len))
+    order = sorted(ready)
+    encodings = _encode_batch(backend, [ready[i].text for i in order], tokenizer.split_special_tokens, offsets=True)
+    splits = {}
+    for i, encoding in zip(order, encodings):
+        chat = ready[i]
+        ids, labels = _label(tokenizer, fmt, chat, encoding)
+        if len(ids) > max_seq_len:
+            splits[i] = _split(tokenizer, fmt, roles[i], contents[i], chat.folded, max_seq_len, chat.text, len(ids) / max(len(chat.text), 1))
+        elif supervised(labels):
+            out[i] = Encoded([(ids, labels, False)], system_folded=chat.folded)
+        else:
+            out[i] = Encoded(rejected="the conversation has no assistant turn to learn from", system_folded=chat.folded)
+    for i, encoded in _in_step(tokenizer, fmt, splits).items():
+        out[i] = encoded
+    return out  # type: ignore[return-value]
+
+
+def _render_spans(tokenizer: Any, fmt: ChatFormat, chats: dict[int, _Chat], check_system: bool = True) -> None:
+    """render_row (check_system) + render_with_spans for a batch; a chat left with spans None takes the reference path."""
+    keys = list(chats)
+    for start in range(0, len(keys), RENDER_BATCH):
+        _render_some(tokenizer, fmt, {i: chats[i] for i in keys[start:start + RENDER_BATCH]}, check_system)
+
+
+def _render_some(tokenizer: Any, fmt: ChatFormat, chats: dict[int, _Chat], check_system: bool) -> None:
+    order = list(chats)
+    plain = _render_batch(tokenizer, fmt, [chats[i].messages for i in order])
+    if plain is None:
+        return
+    marked_rows = [i for i in order if not any(OPEN in m["content"] or CLOSE in m["content"]
+                                               for m in chats[i].messages if m["role"] == "assistant")]
+    marked = _render_batch(tokenizer, fmt, [_with_markers(chats[i].messages) for i in marked_rows])
+    if marked is None:
+        return
+    marked_of = dict(zip(marked_rows, marked))
+    for i, text in zip(order, plain):
+        chat = chats[i]
+        if check_system and not chat.folded and any(m["content"] not in text for m in chat.messages if m["role"] == "system"):
+            continue  # the template dropped the system prompt here: render_row folds and renders again
+        answers = [m["content"] for m in chat.messages if m["role"] == "assistant"]
+        spans = _marker_spans(marked_of[i], len(answers), text) if i in marked_of else None
+        if spans is None:
+            try:
+                spans = _searched_spans(text, answers)
+            except TemplateRefused:
+                continue
+        chat.text, chat.spans = text, spans
+
+
+def _with_markers(messages: list[dict[str, str]]) -> list[dict[str, str]]:
+    return [dict(m, content=OPEN + m["content"] + CLOSE) if m["role"] == "assistant" else m for m in messages]
+
+
+def _render_batch(tokenizer: Any, fmt: ChatFormat, conversations: list[list[dict[str, str]]]) -> list[str] | None:
+    """chat_format.render for many conversations in one call; None if the template refused any of them."""
+    import jinja2
+
+    if not conversations:
+        return []
+    try:
+        return tokenizer.apply_chat_template(conversations, chat_template=fmt.template, tokenize=False,
+                                             add_generation_prompt=False, date_string=TEMPLATE_DATE)
+    except jinja2.TemplateError:
+        return None
+
+
+def _label(tokenizer: Any, fmt: ChatFormat, chat: _Chat, encoding: Any) -> tuple[np.ndarray, np.ndarray]:
+    """render_conversation's ids and labels from one encoding: supervise_spans with numpy, then EOS and BOS."""
+    ids = np.array(encoding.ids, dtype=np.int64)
+    # fromiter over the flattened pairs: ~2x faster than np.array on a list of tuples.
+    offsets = np.fromiter(chain.from_iterable(encoding.offsets), dtype=np.int64, count=2 * len(ids)).reshape(-1, 2)
+    mask, ended = _supervise(ids, offsets, chat.text, chat.spans, fmt.special_ids)
+    labels = np.where(mask, ids, IGNORE_INDEX)
+    if chat.spans and chat.messages[-1]["role"] == "assistant" and not ended[-1] and tokenizer.eos_token_id is not None:
+        ids, labels = np.append(ids, tokenizer.eos_token_id), np.append(labels, tokenizer.eos_token_id)
+    if fmt.adds_bos and (not len(ids) or ids[0] != fmt.bos_id):
+        ids, labels = np.insert(ids, 0, fmt.bos_id), np.insert(labels, 0, IGNORE_INDEX)
+    return ids, labels
+
+
+def _supervise(ids: np.ndarray, offsets: np.ndarray, text: str, spans: list[tuple[int, int]],
+               special_ids: frozenset[int]) -> tuple[np.ndarray, list[bool]]:
+    """chat_format.supervise_spans, the token walks done as array searches (same cursor, same result)."""
+    n = len(ids)
+    mask = np.zeros(n, dtype=bool)
+    starts, ends = offsets[:, 0], offsets[:, 1]
+    ended, t = [], 0
+    for start, end in spans:
+        t = _first(ends, t, lambda tail: tail > start)  # skip tokens that end before the answer
+        stop = _first(starts, t, lambda tail: tail >= end)  # label tokens that start inside it
+        mask[t:stop] = True
+        t = gap = stop
+        while gap < n and gap - t < MAX_GAP_TOKENS and int(ids[gap]) not in special_ids and text[starts[gap]:ends[gap]].isspace():
+            gap += 1
+        closed = gap < n and int(ids[gap]) in special_ids
+        if closed:
+            mask[t:gap + 1] = True
+            t = gap + 1
+        ended.append(closed)
+    return mask, ended
+
+
+def _first(values: np.ndarray, t: int, condition: Any) -> int:
+    """The first index >= t where condition holds, or len(values)."""
+    hits = np.flatnonzero(condition(values[t:]))
+    return t + int(hits[0]) if len(hits) else len(values)
+
+
+def _split(tokenizer: Any, fmt: ChatFormat, roles: list[str], contents: list[str], fold: bool, max_seq_len: int,
+           whole_text: str, tokens_per_char: float) -> Generator[list, list, Encoded]:
+    """encode_chat's split at turn boundaries (formatting._split_at_turns, the same greedy), as a
+    generator: it yields the candidate parts it needs next (conversations), is sent their
+    (ids, labels) or None, and returns the row's Encoded. `_in_step` runs many rows' greedies
+    together, so each step renders and encodes the candidates of every long row in one batch.
+    From where the current example starts, it asks for as many growing candidates as likely fit
+    (at most SPECULATE) and one more; the greedy then takes them in order as before."""
+    messages = [{"role": r, "content": c} for r, c in zip(roles, contents)]
+    system = [m for m in messages if m["role"] == "system"]
+    exchanges: list[list[dict[str, str]]] = [[]]
+    for message in (m for m in messages if m["role"] != "system"):
+        exchanges[-1].append(message)
+        if message["role"] == "assistant":
+            exchanges.append([])
+    exchanges = [e for e in exchanges if any(m["role"] == "assistant" for m in e)]
+
+    def parts(ranges: list[tuple[int, int]]) -> Iterator[Any]:
+        final = [system + [m for e in exchanges[a:b] for m in e] for a, b in ranges]
+        conversations = [fold_system(f) if fold else f for f in final]
+        results = yield conversations
+        for i, value in enumerate(results):
+            if value is None:  # the template refused or moved something: the reference renders it (or
+                # raises) only when it is the next part the greedy takes, as the per-row code would.
+                return [_reference_part(tokenizer, fmt, conversations[0])] if i == 0 else results[:i]
+        return results
+
+    examples: list[tuple[np.ndarray, np.ndarray, bool]] = []
+    # Likely tokens of each exchange, from the whole conversation's encoding: its characters (with
+    # the template's share per message) times the conversation's tokens per character. Only a
+    # guess of how many candidates to render at once; every decision is taken on real encodings.
+    per_message = max(0.0, (len(whole_text) - sum(len(m["content"]) for m in messages)) / max(len(messages), 1))
+    likely = np.array([tokens_per_char * sum(len(m["content"]) + per_message for m in e) for e in exchanges])
+    head = tokens_per_char * sum(len(m["content"]) + per_message for m in system)
+    dropped, first, fitted, j = 0, 0, None, 0  # current example = exchanges[first:j], fitted its encoding
+    try:
+        while j < len(exchanges):
+            if first == j:  # nothing held yet: the candidate is the exchange alone
+                candidates = yield from parts([(j, j + 1)])
+            else:
+                sizes = head + np.cumsum(likely[first:])[j - first:]  # candidates (first, j+1), (first, j+2), ...
+                fits = int(np.count_nonzero(sizes <= max_seq_len))
+                candidates = yield from parts([(first, b) for b in range(j + 1, min(len(exchanges), j + 1 + min(fits, SPECULATE)) + 1)])
+            for candidate in candidates:
+                if len(candidate[0]) <= max_seq_len:
+                    fitted, j = candidate, j + 1
+                    continue
+                if fitted is not None:
+                    examples.append((*fitted, False))
+                single = candidate if first == j else (yield from parts([(j, j + 1)]))[0]
+                if len(single[0]) <= max_seq_len:
+                    first, fitted, j = j, single, j + 1
+                else:
+                    cut = (single[0][:max_seq_len], single[1][:max_seq_len], True)
+                    if supervised(cut[1]):
+                        examples.append(cut)
+                    else:
+                        dropped += 1
+                    first, fitted, j = j + 1, None, j + 1
+                break  # the current example changed: look ahead again from it
+    except TemplateRefused as error:
+        return Encoded(rejected=str(error), system_folded=fold)
+    if fitted is not None:
+        examples.append((*fitted, False))
+    examples = [e for e in examples if supervised(e[1])]
+    if not examples:
+        reason = (f"no assistant turn starts within max_seq_len ({max_seq_len} tokens)" if dropped
+                  else "the conversation has no assistant turn to learn from")
+        return Encoded(rejected=reason, system_folded=fold, exchanges_dropped=dropped)
+    return Encoded(examples, system_folded=fold, exchanges_dropped=dropped)
+
+
+def _in_step(tokenizer: Any, fmt: ChatFormat, greedies: dict[int, Generator[list, list, Encoded]]) -> dict[int, Encoded]:
+    """Run the rows' split greedies side by side: every step, all the parts they ask for in one batch."""
+    out: dict[int, Encoded] = {}
+    asks = {}
+    for i, greedy in greedies.items():
+        try:
+            asks[i] = next(greedy)
+        except StopIteration as done:
+            out[i] = done.value
+    while asks:
+        flat = [(i, conversation) for i, conversations in asks.items() for conversation in conversations]
+        results = _encode_parts(tokenizer, fmt, [conversation for _, conversation in flat])
+        answers: dict[int, list] = {i: [] for i in asks}
+        for (i, _), result in zip(flat, results):
+            answers[i].append(result)
+        asks = {}
+        for i, answer in answers.items():
+            try:
+                asks[i] = greedies[i].send(answer)
+            except StopIteration as done:
+                out[i] = done.value
+    return out
+
+
+def _encode_parts(tokenizer: Any, fmt: ChatFormat, conversations: list[list[dict[str, str]]]) -> list[Any]:
+    """render_conversation(...).example of each conversation as (ids, labels) arrays, or None where
+    the fast path cannot render it (the reference then decides)."""
+    chats = {i: _Chat(messages, False) for i, messages in enumerate(conversations)}
+    _render_spans(tokenizer, fmt, chats, check_system=False)
+    ready = [i for i in chats if chats[i].spans is not None]
+    encodings = _encode_batch(_backend(tokenizer), [chats[i].text for i in ready], tokenizer.split_special_tokens, offsets=True)
+    out: list[Any] = [None] * len(conversations)
+    for i, encoding in zip(ready, encodings):
+        out[i] = _label(tokenizer, fmt, chats[i], encoding)
+    return out
+
+
+def _reference_part(tokenizer: Any, fmt: ChatFormat, messages: list[dict[str, str]]) -> tuple[np.ndarray, np.ndarray]:
+    from assets.tokenization.formatting import render_conversation
+
+    example = render_conversation(tokenizer, fmt, messages).example
+    return np.asarray(example.input_ids, dtype=np.int64), np.asarray(example.labels, dtype=np.int64)

@@ -1,0 +1,323 @@
+"""A clean corpus of any size tokenized in bounded memory, one worker process per core.
+
+The clean parquet is read in record batches (chunks of rows); each chunk is split by content hash
+and encoded (batched.encode_rows) by a pool of worker processes that load the tokenizer once each;
+the chunks come back in order, as Arrow record batches, and are appended to the train/eval
+datasets on disk as they arrive (the layout `Dataset.save_to_disk` writes, which
+`datasets.load_from_disk` reads). Only a few chunks are in flight at a time, so memory does not
+grow with the corpus; what stays in memory is one small row per example (the profile the checks
+read) and the rejected rows.
+
+Pure: no dagster. The caller passes `log` (the asset passes context.log.info) for progress lines.
+"""
+
+import json
+import os
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from assets.settings.tokenization import TokenizationConfig
+from assets.tokenization.tokenizing import _QUANTILES, REJECTED_SCHEMA, split_of
+
+CHUNK_ROWS = 1000  # rows per task: ~1 MB of text, big enough to amortise a task's overhead
+SERIAL_ROWS = 5000  # below this many rows a pool costs more to start (~3 s a worker) than it saves
+MAX_WORKERS = 8  # past a few processes the parent's writing and the disk become the limit
+IN_FLIGHT_PER_WORKER = 2  # chunks queued per worker: keeps them busy, bounds what is held in memory
+SHARD_BYTES = 500 * 2**20  # save_to_disk's default max_shard_size
+LOG_EVERY_S = 5.0
+COUNTS = ("truncated_examples", "windowed_documents", "split_conversations", "system_folded_rows", "exchanges_dropped")
+READ_COLUMNS = ("kind", "roles", "contents", "content_hash", "split_key", "source_file", "line")
+PROFILE_SCHEMA = {"split": pl.String, "length": pl.Int64, "supervised_tokens": pl.Int64, "truncated": pl.Boolean}
+SPLITS = ("train", "eval")
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """What one chunk of rows became."""
+
+    batches: dict[str, Any]  # split -> pyarrow RecordBatch (input_ids, labels, length, source_file, line)
+    profile: dict[str, np.ndarray]  # per example kept and per row rejected, in row order (PROFILE_SCHEMA + kept)
+    rejected: dict[str, list]  # REJECTED_SCHEMA columns
+    counts: dict[str, int]
+    rows: int
+    text_bytes: int
+
+
+def encode_chunk(tokenizer: Any, fmt: Any, batch: Any, config: TokenizationConfig) -> Chunk:
+    """One record batch of the clean corpus: split, encode, and lay out as Arrow columns."""
+    import pyarrow as pa
+
+    from assets.tokenization.batched import encode_rows, supervised
+
+    columns = {name: batch.column(name).to_pylist() for name in READ_COLUMNS if name in batch.schema.names}
+    kinds, roles, contents = columns["kind"], columns["roles"], columns["contents"]
+    keys = columns.get("split_key") or [None] * len(kinds)
+    # Near-duplicates share their cluster's split key, so none sits on the other side of the split.
+    splits = [split_of(key or digest, config.eval_fraction, config.split_salt) for key, digest in zip(keys, columns["content_hash"])]
+    encoded = encode_rows(tokenizer, fmt, kinds, roles, contents, config.max_seq_len)
+    counts = dict.fromkeys(COUNTS, 0)
+    profile: dict[str, list] = {name: [] for name in (*PROFILE_SCHEMA, "kept")}
+    rejected: dict[str, list] = {name: [] for name in REJECTED_SCHEMA}
+    parts: dict[str, dict[str, list]] = {s: {"ids": [], "labels": [], "row": []} for s in SPLITS}
+    for row, (split, result) in enumerate(zip(splits, encoded)):
+        counts["windowed_documents"] += kinds[row] == "text" and len(result.examples) > 1
+        counts["split_conversations"] += kinds[row] != "text" and len(result.examples) > 1
+        counts["system_folded_rows"] += result.system_folded
+        counts["exchanges_dropped"] += result.exchanges_dropped
+        if result.rejected:
+            for name, value in zip(REJECTED_SCHEMA, (columns["source_file"][row], columns["line"][row], columns["content_hash"][row], result.rejected)):
+                rejected[name].append(value)
+            for name, value in zip(profile, (split, 0, 0, False, False)):
+                profile[name].append(value)
+            continue
+        for ids, labels, truncated in result.examples:
+            counts["truncated_examples"] += truncated
+            for name, value in zip(profile, (split, len(ids), supervised(labels), truncated, True)):
+                profile[name].append(value)
+            for name, value in zip(("ids", "labels", "row"), (ids, labels, row)):
+                parts[split][name].append(value)
+    batches = {}
+    for split, part in parts.items():
+        lengths = np.array([len(ids) for ids in part["ids"]], dtype=np.int64)
+        offsets = pa.array(np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32))
+        flat = {name: np.concatenate(part[name]) if part[name] else np.zeros(0, np.int64) for name in ("ids", "labels")}
+        rows = np.array(part["row"], dtype=np.int64)
+        batches[split] = pa.RecordBatch.from_arrays([
+            pa.ListArray.from_arrays(offsets, pa.array(flat["ids"].astype(np.int32))),
+            pa.ListArray.from_arrays(offsets, pa.array(flat["labels"])),
+            pa.array(lengths),
+            pa.array([columns["source_file"][r] for r in rows], pa.string()),
+            pa.array([columns["line"][r] for r in rows], pa.int64()),
+        ], schema=dataset_schema())
+    text_bytes = sum(len(c.encode()) for row in contents for c in row)
+    return Chunk(batches, {name: np.array(values) for name, values in profile.items()}, rejected, counts, len(kinds), text_bytes)
+
+
+def dataset_features() -> Any:
+    """The columns of train/ and eval/, typed as `Dataset.from_dict` typed them (input_ids int32)."""
+    from datasets import Features, List, Value
+
+    return Features({"input_ids": List(Value("int32")), "labels": List(Value("int64")), "length": Value("int64"),
+                     "source_file": Value("string"), "line": Value("int64")})
+
+
+def dataset_schema() -> Any:
+    return dataset_features().arrow_schema
+
+
+class DatasetWriter:
+    """Appends record batches to a `save_to_disk` layout: data-NNNNN-of-MMMMM.arrow shards of at most
+    SHARD_BYTES, state.json and dataset_info.json, so `datasets.load_from_disk` reads it as it reads
+    what save_to_disk wrote."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        directory.mkdir(parents=True)
+        self.shards: list[Path] = []
+        self.writer: Any = None
+        self.rows = 0
+
+    def write(self, batch: Any) -> None:
+        import pyarrow as pa
+        from datasets.arrow_writer import ArrowWriter
+
+        if not batch.num_rows:
+            return
+        if self.writer is None or self.writer._num_bytes >= SHARD_BYTES:
+            self._close_shard()
+            self.shards.append(self.directory / f"shard-{len(self.shards):05d}.arrow")
+            self.writer = ArrowWriter(features=dataset_features(), path=str(self.shards[-1]))
+        self.writer.write_table(pa.Table.from_batches([batch]))
+        self.rows += batch.num_rows
+
+    def close(self) -> int:
+        """Name the shards as save_to_disk names them, write its two JSON files; the row count."""
+        from dataclasses import asdict
+
+        from datasets import DatasetInfo
+        from datasets.arrow_writer import ArrowWriter
+        from datasets.fingerprint import generate_random_fingerprint
+
+        if not self.shards:  # an empty split is still a dataset (the caller refuses it anyway)
+            self.shards.append(self.directory / "shard-00000.arrow")
+            self.writer = ArrowWriter(features=dataset_features(), path=str(self.shards[-1]))
+        self._close_shard()
+        names = [f"data-{i:05d}-of-{len(self.shards):05d}.arrow" for i in range(len(self.shards))]
+        for shard, name in zip(self.shards, names):
+            shard.rename(self.directory / name)
+        state = {"_data_files": [{"filename": name} for name in names], "_fingerprint": generate_random_fingerprint(),
+                 "_format_columns": None, "_format_kwargs": {}, "_format_type": None, "_output_all_columns": False, "_split": None}
+        (self.directory / "state.json").write_text(json.dumps(state, indent=2, sort_keys=True), encoding="utf-8")
+        info = asdict(DatasetInfo(features=dataset_features()))
+        (self.directory / "dataset_info.json").write_text(json.dumps({k: info[k] for k in sorted(info)}, indent=2), encoding="utf-8")
+        return self.rows
+
+    def _close_shard(self) -> None:
+        if self.writer is not None:
+            self.writer.finalize()
+            self.writer.close()
+            self.writer = None
+
+
+@dataclass(frozen=True)
+class Streamed:
+    stats: dict[str, float | int]
+    # One row per example kept and one per record rejected (supervised_tokens 0): PROFILE_SCHEMA.
+    profile: pl.DataFrame
+    rejected: pl.DataFrame  # REJECTED_SCHEMA
+    workers: int
+
+
+def stream_tokenize(rows: Path, tokenizer_dir: Path, config: TokenizationConfig, out: Path, *, workers: int | None = None,
+                    log: Callable[[str], None] | None = None, chunk_rows: int = CHUNK_ROWS) -> Streamed:
+    """Tokenize the clean corpus `rows` (parquet) into `out`/train and `out`/eval (load_from_disk
+    layout). `workers`: processes (default: one per available core, 1 = in this process; a small
+    corpus always runs here). Raises ValueError when a split would be empty."""
+    import pyarrow.parquet as pq
+
+    config = TokenizationConfig(**config.model_dump())  # plain settings travel to the workers
+    source = pq.ParquetFile(rows)
+    total = source.metadata.num_rows
+    count = worker_count(workers, total)
+    batches = source.iter_batches(batch_size=chunk_rows, columns=[c for c in READ_COLUMNS if c in source.schema_arrow.names])
+    writers = {split: DatasetWriter(out / split) for split in SPLITS}
+    totals, progress = Totals(), Progress(total, count, log)
+    for chunk in _encoded(batches, Path(tokenizer_dir), config, count):
+        for split in SPLITS:
+            writers[split].write(chunk.batches[split])
+        totals.add(chunk)
+        progress.update(chunk)
+    for writer in writers.values():
+        writer.close()
+    progress.done(totals)
+    stats, profile, rejected = totals.finish()
+    return Streamed(stats, profile, rejected, count)
+
+
+def worker_count(requested: int | None, rows: int) -> int:
+    if rows < SERIAL_ROWS:
+        return 1
+    if requested is not None:
+        return max(1, requested)
+    available = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(available, MAX_WORKERS))
+
+
+def _encoded(batches: Iterator[Any], tokenizer_dir: Path, config: TokenizationConfig, workers: int) -> Iterator[Chunk]:
+    """Chunks in order: here, or in a pool of `workers` spawned processes with a bounded queue."""
+    if workers == 1:
+        _load(str(tokenizer_dir))
+        for batch in batches:
+            yield _work(batch, config)
+        return
+    import multiprocessing
+
+    # spawn, not fork: the parent may hold torch's and the tokenizer's threads, which fork does not copy.
+    with multiprocessing.get_context("spawn").Pool(workers, initializer=_load, initargs=(str(tokenizer_dir),)) as pool:
+        pending: deque = deque()
+        for batch in batches:
+            pending.append(pool.apply_async(_work, (batch, config)))
+            if len(pending) >= workers * IN_FLIGHT_PER_WORKER:
+                yield pending.popleft().get()
+        while pending:
+            yield pending.popleft().get()
+
+
+_WORKER: dict[str, Any] = {}  # this process's tokenizer and chat format, loaded once
+
+
+def _load(tokenizer_dir: str) -> None:
+    if _WORKER.get("dir") == tokenizer_dir:
+        return
+    # One process per core already: the tokenizer's own thread pool would only oversubscribe them.
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from assets.models.chat_format import chat_format
+    from assets.models.loading import load_tokenizer
+
+    tokenizer = load_tokenizer(Path(tokenizer_dir))
+    _WORKER.update(dir=tokenizer_dir, tokenizer=tokenizer, fmt=chat_format(tokenizer))
+
+
+def _work(batch: Any, config: TokenizationConfig) -> Chunk:
+    return encode_chunk(_WORKER["tokenizer"], _WORKER["fmt"], batch, config)
+
+
+class Totals:
+    """The profile, rejected rows and counters of every chunk, kept as compact columns."""
+
+    def __init__(self) -> None:
+        self.profile: dict[str, list[np.ndarray]] = {name: [] for name in (*PROFILE_SCHEMA, "kept")}
+        self.rejected: dict[str, list] = {name: [] for name in REJECTED_SCHEMA}
+        self.counts = dict.fromkeys(COUNTS, 0)
+        self.rows = self.text_bytes = self.examples = 0
+
+    def add(self, chunk: Chunk) -> None:
+        for name, values in chunk.profile.items():
+            self.profile[name].append(values)
+        for name, values in chunk.rejected.items():
+            self.rejected[name] += values
+        for name, value in chunk.counts.items():
+            self.counts[name] += int(value)
+        self.rows += chunk.rows
+        self.text_bytes += chunk.text_bytes
+        self.examples += int(chunk.profile["kept"].sum()) if len(chunk.profile["kept"]) else 0
+
+    def finish(self) -> tuple[dict[str, float | int], pl.DataFrame, pl.DataFrame]:
+        """(stats, profile, rejected); ValueError when a split holds no example."""
+        columns = {name: np.concatenate(parts) if parts else np.zeros(0) for name, parts in self.profile.items()}
+        frame = pl.DataFrame({name: columns[name] for name in (*PROFILE_SCHEMA, "kept")},
+                             schema=PROFILE_SCHEMA | {"kept": pl.Boolean})
+        kept = frame.filter(pl.col("kept"))
+        per_split = {split: kept.filter(pl.col("split") == split) for split in SPLITS}
+        if not per_split["eval"].height or not per_split["train"].height:
+            reasons = self.rejected["reason"]
+            raise ValueError(
+                f"the split left {per_split['train'].height} train and {per_split['eval'].height} eval examples from {self.rows} rows"
+                + (f" ({len(reasons)} rows had nothing to learn, first: {reasons[0]})" if reasons else "")
+                + "; both need at least one: add data or change eval_fraction"
+            )
+        stats: dict[str, float | int] = {"rows": self.rows, "rows_rejected": len(self.rejected["reason"])}
+        for split, part in per_split.items():
+            stats[f"{split}_examples"] = part.height
+        for split, part in per_split.items():
+            stats[f"{split}_tokens"] = int(part["length"].sum())
+        for split, part in per_split.items():
+            stats[f"{split}_supervised_tokens"] = int(part["supervised_tokens"].sum())
+        stats |= self.counts
+        stats["length_max"] = int(kept["length"].max())
+        for q in _QUANTILES:
+            stats[f"length_p{int(q * 100)}"] = float(kept["length"].quantile(q, interpolation="nearest"))
+        return stats, frame.drop("kept"), pl.DataFrame(self.rejected, schema=REJECTED_SCHEMA)
+
+
+class Progress:
+    """A line every LOG_EVERY_S seconds: rows done of the total, MB of text, MB/s."""
+
+    def __init__(self, total: int, workers: int, log: Callable[[str], None] | None) -> None:
+        self.total, self.workers, self.log = total, workers, log
+        self.started = self.last = time.monotonic()
+        self.rows = self.text_bytes = 0
+        if log:
+            log(f"tokenizing {total:,} rows with {workers} worker process{'es' if workers > 1 else ''}")
+
+    def update(self, chunk: Chunk) -> None:
+        self.rows += chunk.rows
+        self.text_bytes += chunk.text_bytes
+        now = time.monotonic()
+        if self.log and now - self.last >= LOG_EVERY_S:
+            self.last = now
+            self.log(f"tokenized {self.rows:,}/{self.total:,} rows ({100 * self.rows / max(self.total, 1):.0f}%), "
+                     f"{self.text_bytes / 2**20:.1f} MB of text, {self.text_bytes / 2**20 / (now - self.started):.2f} MB/s")
+
+    def done(self, totals: "Totals") -> None:
+        if self.log:
+            seconds = time.monotonic() - self.started
+            self.log(f"tokenized {totals.rows:,} rows ({totals.text_bytes / 2**20:.1f} MB of text) into {totals.examples:,} examples "
+                     f"in {seconds:.1f} s ({totals.text_bytes / 2**20 / max(seconds, 1e-9):.2f} MB/s, {self.workers} workers)")
