@@ -108,13 +108,17 @@ def build_model(base_dir: Path, config: QLoraConfig, device: str, plan: TargetPl
     return get_peft_model(model, lora), tokenizer, dtype
 
 
-def micro_batch_loss(model: Any, batch: dict[str, Any], step_supervised: int, device: str) -> Any:
-    """Summed next-token cross-entropy of one micro-batch divided by the whole step's supervised tokens."""
+def micro_batch_loss(model: Any, batch: dict[str, Any], step_supervised: int, device: str, dtype: Any = None) -> Any:
+    """Summed next-token cross-entropy of one micro-batch divided by the whole step's supervised tokens;
+    the forward under autocast to `dtype` when it is 16-bit (compute.py)."""
     import torch
+
+    from assets.training.compute import autocast
 
     inputs = {k: v.to(device) for k, v in batch.items()}
     n = torch.tensor(step_supervised, dtype=torch.float32, device=device)
-    return model(**inputs, num_items_in_batch=n, use_cache=False).loss
+    with autocast(device, dtype):
+        return model(**inputs, num_items_in_batch=n, use_cache=False).loss
 
 
 @dataclass(frozen=True)
@@ -135,6 +139,7 @@ class Trainee:
     names: list[str]
     optimizer: Any
     scheduler: Any
+    compute: dict[str, Any] = field(default_factory=dict)  # what compute.py chose: attention, dropout, casts
 
 
 @dataclass
@@ -167,7 +172,8 @@ def train_qlora(
     plan = resolve_targets(skeleton, list(config.target_modules))
     stream = setup_data(train_dataset, config, processes.world)
     total = steps_for(len(stream.first_epoch), stream.per_step, config.epochs, config.max_steps)
-    trainee = setup_model(base_dir, config, processes.device, plan, total, skeleton)
+    widest = stream.layout.block_len or max(stream.lengths)
+    trainee = setup_model(base_dir, config, processes.device, plan, total, skeleton, widest)
     run = resume(trainee, checkpoint_dir, log)
     train(trainee, train_dataset, stream, run, total, config, processes, checkpoint_dir, log, deadline)
     save(trainee, adapter_dir, processes)
@@ -217,17 +223,23 @@ def setup_data(train_dataset: Any, config: QLoraConfig, world: int) -> StepStrea
     return StepStream(layout, lengths, config.seed, per_step=config.gradient_accumulation * world)
 
 
-def setup_model(base_dir: Path, config: QLoraConfig, device: str, plan: TargetPlan, total: int, skeleton: Any = None) -> Trainee:
-    """The adapted 4-bit model, AdamW over the adapter weights, and the learning-rate schedule."""
+def setup_model(base_dir: Path, config: QLoraConfig, device: str, plan: TargetPlan, total: int, skeleton: Any = None,
+                widest_row: int = 0) -> Trainee:
+    """The adapted 4-bit model set up for training rows up to `widest_row` tokens (compute.py), AdamW
+    over the adapter weights, and the learning-rate schedule."""
     import torch
     from transformers import get_scheduler
 
+    from assets.training.compute import prepare_for_training
+
     model, tokenizer, dtype = build_model(base_dir, config, device, plan, skeleton)
+    chosen = prepare_for_training(model, dtype, device, widest_row)
     params = [p for p in model.parameters() if p.requires_grad]
     names = [n for n, p in model.named_parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
+    # Fused: one kernel for every adapter tensor's update instead of a loop of small ops.
+    optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay, fused=True)
     scheduler = get_scheduler(config.lr_scheduler, optimizer, math.ceil(config.warmup_ratio * total), total)
-    return Trainee(model, tokenizer, dtype, params, names, optimizer, scheduler)
+    return Trainee(model, tokenizer, dtype, params, names, optimizer, scheduler, chosen)
 
 
 def resume(trainee: Trainee, checkpoint_dir: Path, log: Callable[[str], None]) -> Run:
@@ -259,6 +271,9 @@ def train(trainee: Trainee, dataset: Any, stream: StepStream, run: Run, total: i
                 else f"{layout.rows_per_batch} examples per micro-batch")
         log(f"batches: {layout.mode} ({rows}), padding {pad_share_of(stream.first_epoch, stream.lengths, layout.block_len):.1%} "
             f"of an epoch's positions; {stream.per_step} micro-batches per step on {world} process(es)")
+        log(f"compute: {str(trainee.dtype).removeprefix('torch.')}, {trainee.compute['attention']} attention, "
+            f"{trainee.compute['sparse_dropout_layers']} adapter dropouts drawn sparsely, "
+            f"{trainee.compute['frozen_weights_in_compute_dtype']} frozen weights kept in the compute dtype")
     ids, labels = dataset["input_ids"], dataset["labels"]
     trainee.model.train()
     progress = ProgressLog(log if rank == 0 else (lambda _: None), total, run.start, config.logging_steps)
@@ -312,7 +327,7 @@ def optimiser_step(trainee: Trainee, collated: list[dict[str, Any]], step: int, 
     for j in range(processes.rank, len(collated), processes.world):
         # Dropout masks depend on (seed, step, micro-batch) only: equal on resume and across world sizes.
         torch.manual_seed(config.seed * 1_000_003 + step * 1_009 + j)
-        loss = micro_batch_loss(trainee.model, collated[j], max(step_supervised, 1), processes.device)
+        loss = micro_batch_loss(trainee.model, collated[j], max(step_supervised, 1), processes.device, trainee.dtype)
         loss.backward()
         step_loss += loss.detach().double().cpu()
     if processes.world > 1:
