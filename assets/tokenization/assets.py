@@ -12,7 +12,8 @@ from assets.models.loading import load_tokenizer
 from assets.partitions import domain_partitions
 from assets.settings.tokenization import TokenizationConfig
 from assets.tokenization.expectations import CHECKS, run_dataset_checks
-from assets.tokenization.tokenizing import RoundTrip, TokenizedCorpus, clamp_to_context, round_trip, tokenize_corpus
+from assets.tokenization.streaming import Streamed, stream_tokenize
+from assets.tokenization.tokenizing import ROUND_TRIP_SAMPLES, RoundTrip, clamp_to_context, round_trip
 from resources.landing import LandingZone
 from resources.lineage import begin, latest_materialization
 from resources.storage import ArtifactStore
@@ -48,29 +49,31 @@ def training_dataset(context: dg.AssetExecutionContext, config: TokenizationRunC
     step = begin(context, UPSTREAM, landing.effective_settings(domain, "tokenization", config), gate="clean_corpus")
     if step.reused:
         return step.reused
-    clean = pl.read_parquet(step.path("clean_corpus") / "rows.parquet")
+    rows = step.path("clean_corpus") / "rows.parquet"
     settings, clamped = _within_context_length(context, step.settings)
     tokenizer = load_tokenizer(step.path("base_model"))
     fmt = chat_format(tokenizer)
+    location = artifacts.new_location(context, "training_dataset")
     try:
-        tokenized = tokenize_corpus(clean, tokenizer, settings, fmt)
+        # Streamed: record batches of the clean parquet, worker processes, train/ and eval/ written
+        # as they come; memory stays flat whatever the domain's size.
+        with atomic_directory(location) as staging:
+            tokenized = stream_tokenize(rows, step.path("base_model"), settings, staging, log=context.log.info)
+            tokenized.rejected.write_parquet(staging / "rejected.parquet")
     except ValueError as error:
         raise dg.Failure(f"domain {domain!r}: {error}") from error
-    location = artifacts.new_location(context, "training_dataset")
-    with atomic_directory(location) as staging:
-        tokenized.train.save_to_disk(str(staging / "train"))
-        tokenized.eval.save_to_disk(str(staging / "eval"))
-        tokenized.rejected.write_parquet(staging / "rejected.parquet")
     if rejected := tokenized.stats["rows_rejected"]:
         context.log.warning(f"domain {domain!r}: {rejected} of {tokenized.stats['rows']} rows yield nothing to learn; "
                             f"kept with their reason in {location / 'rejected.parquet'}")
+    # The round trip samples the first chat rows only: read just those.
+    chats = pl.scan_parquet(rows).filter(pl.col("kind") != "text").head(ROUND_TRIP_SAMPLES).collect()
     checks = [*check_results(context, "training_dataset", run_dataset_checks(tokenized.profile, settings)),
-              _round_trip_check(round_trip(clean, tokenizer, settings, fmt))]
+              _round_trip_check(round_trip(chats, tokenizer, settings, fmt))]
     template = fmt.describe() | {"pad_token": tokenizer.pad_token}
     return step.publish(_metadata(location, tokenized, template, settings, clamped), checks)
 
 
-def _metadata(location: Path, tokenized: TokenizedCorpus, template: dict, settings: TokenizationConfig, clamped: str | None) -> dict:
+def _metadata(location: Path, tokenized: Streamed, template: dict, settings: TokenizationConfig, clamped: str | None) -> dict:
     stats = tokenized.stats
     return {
         "path": dg.MetadataValue.path(str(location)), **stats,

@@ -27,6 +27,7 @@ from assets.models.chat_format import CLOSE, MAX_GAP_TOKENS, OPEN, TEMPLATE_DATE
 from assets.tokenization.formatting import EncodedRow, encode_chat, encode_text
 
 RENDER_BATCH = 64  # conversations per apply_chat_template call; one refusal re-renders only these one by one
+ENCODE_BATCH = 128  # texts per encode_batch call (the Rust encoder's own threads split each call)
 SPECULATE = 8  # most candidate parts of a long conversation rendered in one batch when it is split
 
 
@@ -96,13 +97,21 @@ def _encode_batch(backend: Any, texts: list[str], split_special_tokens: bool, of
         backend.encode_special_tokens = previous
 
 
+def _encodings(backend: Any, texts: list[str], keys: Any, split_special_tokens: bool, offsets: bool = True) -> Iterator[tuple[Any, Any]]:
+    """(key, encoding) pairs, encoded ENCODE_BATCH texts at a time: a Rust Encoding keeps tokens,
+    offsets and masks (~100 bytes a token), so a whole chunk's at once would dominate memory."""
+    keys = list(keys)
+    for start in range(0, len(texts), ENCODE_BATCH):
+        yield from zip(keys[start:start + ENCODE_BATCH], _encode_batch(backend, texts[start:start + ENCODE_BATCH], split_special_tokens, offsets))
+
+
 def _encode_texts(tokenizer: Any, backend: Any, fmt: ChatFormat, texts: list[str], max_seq_len: int) -> list[Encoded]:
     """encode_text for a batch: [BOS] + text + EOS, all supervised, in near-equal windows."""
     if not texts:
         return []
     head = [] if fmt.document_bos is None else [fmt.document_bos]
     out = []
-    for encoding in _encode_batch(backend, texts, split_special_tokens=True, offsets=False):
+    for _, encoding in _encodings(backend, texts, range(len(texts)), split_special_tokens=True, offsets=False):
         ids = np.array(head + encoding.ids + [tokenizer.eos_token_id], dtype=np.int64)
         windows = -(-len(ids) // max_seq_len)
         # Python's round (half to even), as encode_text computes the bounds.
@@ -135,9 +144,8 @@ def _encode_chats(tokenizer: Any, backend: Any, fmt: ChatFormat, roles: list[lis
     for i in pending.keys() - ready.keys():  # refused, or the template moved things: the reference path
         out[i] = Encoded.of(encode_chat(tokenizer, fmt, roles[i], contents[i], max_seq_len))
     order = sorted(ready)
-    encodings = _encode_batch(backend, [ready[i].text for i in order], tokenizer.split_special_tokens, offsets=True)
     splits = {}
-    for i, encoding in zip(order, encodings):
+    for i, encoding in _encodings(backend, [ready[i].text for i in order], order, tokenizer.split_special_tokens):
         chat = ready[i]
         ids, labels = _label(tokenizer, fmt, chat, encoding)
         if len(ids) > max_seq_len:
@@ -344,9 +352,8 @@ def _encode_parts(tokenizer: Any, fmt: ChatFormat, conversations: list[list[dict
     chats = {i: _Chat(messages, False) for i, messages in enumerate(conversations)}
     _render_spans(tokenizer, fmt, chats, check_system=False)
     ready = [i for i in chats if chats[i].spans is not None]
-    encodings = _encode_batch(_backend(tokenizer), [chats[i].text for i in ready], tokenizer.split_special_tokens, offsets=True)
     out: list[Any] = [None] * len(conversations)
-    for i, encoding in zip(ready, encodings):
+    for i, encoding in _encodings(_backend(tokenizer), [chats[i].text for i in ready], ready, tokenizer.split_special_tokens):
         out[i] = _label(tokenizer, fmt, chats[i], encoding)
     return out
 
