@@ -93,7 +93,7 @@ def run(mix: str, examples: int, batch_size: int, per_step: int, seed: int) -> d
 
     layout = timed("choose_layout('auto'): plan blocks + by_length, pad shares", lambda: choose_layout("auto", lengths, batch_size, seed))
     stream = timed("StepStream: epoch 0", lambda: StepStream(layout, lengths, seed, per_step))
-    share = timed("pad share of epoch 0 (training's log line)", lambda: pad_share_of(stream.first_epoch, lengths, layout.block_len))
+    share = timed("pad share of epoch 0 (training's log line)", lambda: pad_share_of(stream.first_epoch, lengths, layout.block_len, layout.widths))
     first_of_epoch_1 = -(-len(stream.first_epoch) // per_step)
     timed("StepStream: epoch 1 (a step in it)", lambda: stream.step(first_of_epoch_1))
     rows = [row for batch in stream.first_epoch for row in batch]

@@ -10,7 +10,7 @@ from numerics import bf16_tolerance
 
 from assets.models.batches import IGNORE_INDEX, collate_rows, supervised_tokens
 from assets.settings.training import QLoraConfig
-from assets.training.packing import StepStream, choose_layout, pack_blocks, pad_share_of, plan_layout
+from assets.training.packing import StepStream, choose_layout, pack_blocks, pad_share_of, plan_layout, row_widths
 from assets.training.recipe import build_model
 
 PAD = 258
@@ -61,14 +61,15 @@ def test_pack_blocks_places_every_example_once_within_the_block():
     assert len(rows) <= sum(lengths) / 64 * 1.1  # first-fit decreasing is near-optimal here
 
 
-def reference_ffd(lengths, block_len):
-    """The textbook first-fit decreasing loop (packing.py's before it went a length at a time): the oracle."""
+def reference_ffd(lengths, block_len, widths=()):
+    """The textbook first-fit decreasing loop (packing.py's before it went a length at a time): the
+    oracle. With widths, a new row is as wide as the narrowest width holding its first example."""
     rows, room = [], []
     for i in sorted(range(len(lengths)), key=lambda i: (-lengths[i], i)):
         fit = next((r for r, free in enumerate(room) if free >= lengths[i]), None)
         if fit is None:
             rows.append([i])
-            room.append(block_len - lengths[i])
+            room.append(min((w for w in widths if w >= lengths[i]), default=block_len) - lengths[i])
         else:
             rows[fit].append(i)
             room[fit] -= lengths[i]
@@ -101,6 +102,30 @@ def test_pack_blocks_gives_the_reference_first_fit_decreasing_rows(mix):
     assert pad_share_of([rows], lengths, block) <= pad_share_of([reference], lengths, block)
 
 
+@pytest.mark.parametrize("mix", ["skewed", "halves"])
+def test_rows_of_several_widths_are_the_reference_ones_and_pad_as_little(mix):
+    rng = random.Random(4)
+    lengths = skewed(3000) if mix == "skewed" else [rng.choice([1, 60, 64, 65, 128, 129, 300, 512]) for _ in range(2000)]
+    widths = row_widths(512)
+    assert widths == (512, 256, 128) and row_widths(2048) == (2048, 1024, 512) and row_widths(100) == (100,)
+    rows = pack_blocks(lengths, 512, widths)
+    assert rows == reference_ffd(lengths, 512, widths)
+    assert_valid(rows, lengths, 512)
+    layout = plan_layout("blocks", lengths, batch_size=8)
+    assert layout.widths == widths and layout.rows(lengths) == rows
+    epoch = layout.epoch(lengths, 1, 0)
+    for batch in epoch:  # one width per micro-batch, every row within it, about the same tokens each
+        width = layout.width_of(batch, lengths)
+        assert all(sum(lengths[i] for i in row) <= width for row in batch) and len(batch) <= layout.rows_for(width)
+    assert_valid([row for batch in epoch for row in batch], lengths, 512)
+    narrow = pad_share_of(epoch, lengths, 512, widths)
+    assert narrow == layout.first_epoch_pad_share(lengths, 1)
+    # The narrow rows cost little padding next to one width of 512, and most tokens sit in narrower rows.
+    assert narrow <= pad_share_of([pack_blocks(lengths, 512)], lengths, 512) + 0.02
+    if mix == "skewed":
+        assert sum(layout.width_of(b, lengths) < 512 for b in epoch) > len(epoch) / 2
+
+
 def test_pack_blocks_is_deterministic_and_takes_lists_or_arrays():
     lengths = skewed(2000, seed=5)
     rows = pack_blocks(lengths, 512)
@@ -117,19 +142,19 @@ def test_choose_layouts_pad_share_is_that_of_the_first_epoch(mode):
     lengths = skewed(1500, seed=2)
     layout = plan_layout(mode, lengths, batch_size=3)
     for seed in (0, 7):
-        assert layout.first_epoch_pad_share(lengths, seed) == pad_share_of(layout.epoch(lengths, seed, 0), lengths, layout.block_len)
+        assert layout.first_epoch_pad_share(lengths, seed) == pad_share_of(layout.epoch(lengths, seed, 0), lengths, layout.block_len, layout.widths)
 
 
 def test_a_layout_packs_each_dataset_for_itself():
     """The packing is cached per layout; a second dataset must get its own rows, not the first one's."""
     first, second = skewed(400, seed=1), skewed(400, seed=2)
     layout = plan_layout("blocks", first + second, batch_size=4)
-    assert layout.rows(first) == reference_ffd(first, layout.block_len)
-    assert layout.rows(second) == reference_ffd(second, layout.block_len)
+    assert layout.rows(first) == reference_ffd(first, layout.block_len, layout.widths)
+    assert layout.rows(second) == reference_ffd(second, layout.block_len, layout.widths)
     rows = [row for batch in layout.epoch(first, 1, 0) for row in batch]
     assert_valid(rows, first, layout.block_len)
     rows[0].append(10**6)  # what a caller does with its epoch does not reach the cache
-    assert layout.rows(first) == reference_ffd(first, layout.block_len)
+    assert layout.rows(first) == reference_ffd(first, layout.block_len, layout.widths)
 
 
 def test_packed_collate_resets_positions_and_masks_boundary_labels():
@@ -178,7 +203,7 @@ def test_blocks_pad_under_2_percent_where_padding_wastes_half():
     blocks = plan_layout("blocks", lengths, batch_size=8)
     padded = plan_layout("off", lengths, batch_size=8)
     sorted_ = plan_layout("by_length", lengths, batch_size=8)
-    share = {name: pad_share_of(layout.epoch(lengths, 1, 0), lengths, layout.block_len)
+    share = {name: pad_share_of(layout.epoch(lengths, 1, 0), lengths, layout.block_len, layout.widths)
              for name, layout in (("blocks", blocks), ("off", padded), ("by_length", sorted_))}
     assert share["blocks"] < 0.02
     assert 0.4 < share["off"] < 0.7
