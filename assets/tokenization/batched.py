@@ -3,8 +3,8 @@ at the fast tokenizer's speed.
 
 `encode_record` is the reference (read it first); this module produces exactly its output, and a
 test compares the two on every kind of row. What changes is only how the work is done:
-- chat templates are rendered for a batch of conversations in one `apply_chat_template` call
-  (plain and marked), once per conversation, not once per turn;
+- chat templates are rendered once per conversation (plain and with markers), not once per turn,
+  through the compiled template itself rather than `apply_chat_template`'s per-call copying;
 - the rendered texts of a batch are encoded in one call of the Rust tokenizer (`encode_batch`),
   skipping transformers' per-token conversion to Python lists of dicts;
 - labels come from the token offsets with numpy (`supervise_spans` walks token by token in Python).
@@ -23,10 +23,20 @@ from typing import Any
 import numpy as np
 
 from assets.models.batches import IGNORE_INDEX
-from assets.models.chat_format import CLOSE, MAX_GAP_TOKENS, OPEN, TEMPLATE_DATE, ChatFormat, TemplateRefused, _marker_spans, _searched_spans, fold_system
+from assets.models.chat_format import (
+    CLOSE,
+    MAX_GAP_TOKENS,
+    OPEN,
+    TEMPLATE_DATE,
+    ChatFormat,
+    TemplateRefused,
+    _marker_spans,
+    _searched_spans,
+    fold_system,
+    render,
+)
 from assets.tokenization.formatting import EncodedRow, encode_chat, encode_text
 
-RENDER_BATCH = 64  # conversations per apply_chat_template call; one refusal re-renders only these one by one
 ENCODE_BATCH = 128  # texts per encode_batch call (the Rust encoder's own threads split each call)
 SPECULATE = 8  # most candidate parts of a long conversation rendered in one batch when it is split
 
@@ -160,29 +170,20 @@ def _encode_chats(tokenizer: Any, backend: Any, fmt: ChatFormat, roles: list[lis
 
 
 def _render_spans(tokenizer: Any, fmt: ChatFormat, chats: dict[int, _Chat], check_system: bool = True) -> None:
-    """render_row (check_system) + render_with_spans for a batch; a chat left with spans None takes the reference path."""
-    keys = list(chats)
-    for start in range(0, len(keys), RENDER_BATCH):
-        _render_some(tokenizer, fmt, {i: chats[i] for i in keys[start:start + RENDER_BATCH]}, check_system)
-
-
-def _render_some(tokenizer: Any, fmt: ChatFormat, chats: dict[int, _Chat], check_system: bool) -> None:
-    order = list(chats)
-    plain = _render_batch(tokenizer, fmt, [chats[i].messages for i in order])
-    if plain is None:
-        return
-    marked_rows = [i for i in order if not any(OPEN in m["content"] or CLOSE in m["content"]
-                                               for m in chats[i].messages if m["role"] == "assistant")]
-    marked = _render_batch(tokenizer, fmt, [_with_markers(chats[i].messages) for i in marked_rows])
-    if marked is None:
-        return
-    marked_of = dict(zip(marked_rows, marked))
-    for i, text in zip(order, plain):
-        chat = chats[i]
+    """render_row (check_system) + render_with_spans for each chat; a chat left with spans None
+    (refused, or the template dropped its system prompt) takes the reference path."""
+    render = _renderer(tokenizer, fmt)
+    for chat in chats.values():
+        text = render(chat.messages)
+        if text is None:
+            continue
         if check_system and not chat.folded and any(m["content"] not in text for m in chat.messages if m["role"] == "system"):
             continue  # the template dropped the system prompt here: render_row folds and renders again
         answers = [m["content"] for m in chat.messages if m["role"] == "assistant"]
-        spans = _marker_spans(marked_of[i], len(answers), text) if i in marked_of else None
+        spans = None
+        if not any(OPEN in a or CLOSE in a for a in answers):
+            marked = render(_with_markers(chat.messages))
+            spans = None if marked is None else _marker_spans(marked, len(answers), text)
         if spans is None:
             try:
                 spans = _searched_spans(text, answers)
@@ -195,17 +196,50 @@ def _with_markers(messages: list[dict[str, str]]) -> list[dict[str, str]]:
     return [dict(m, content=OPEN + m["content"] + CLOSE) if m["role"] == "assistant" else m for m in messages]
 
 
-def _render_batch(tokenizer: Any, fmt: ChatFormat, conversations: list[list[dict[str, str]]]) -> list[str] | None:
-    """chat_format.render for many conversations in one call; None if the template refused any of them."""
+_RENDERERS: dict[tuple, Any] = {}
+
+
+def _renderer(tokenizer: Any, fmt: ChatFormat) -> Any:
+    """chat_format.render as a function of the messages, None where the template refuses them.
+
+    apply_chat_template spends more on copying and normalising each conversation (for message
+    objects, media and None values, which plain {role, content} strings do not have) than jinja
+    spends rendering it; this calls the same compiled template with the same variables. It is
+    checked once against apply_chat_template, and not used where transformers' internals differ."""
     import jinja2
 
-    if not conversations:
-        return []
+    key = (id(tokenizer), fmt.template, repr(tokenizer.special_tokens_map))
+    if key in _RENDERERS:
+        return _RENDERERS[key]
+
+    def reference(messages: list[dict[str, str]]) -> str | None:
+        try:
+            return render(tokenizer, fmt, messages)
+        except TemplateRefused:
+            return None
+
+    chosen = reference
     try:
-        return tokenizer.apply_chat_template(conversations, chat_template=fmt.template, tokenize=False,
-                                             add_generation_prompt=False, date_string=TEMPLATE_DATE)
-    except jinja2.TemplateError:
-        return None
+        from transformers.utils.chat_template_utils import _compile_jinja_template, _plain_template_data
+
+        compiled = _compile_jinja_template(fmt.template)
+        variables = _plain_template_data({**tokenizer.special_tokens_map, "date_string": TEMPLATE_DATE})
+
+        def direct(messages: list[dict[str, str]]) -> str | None:
+            try:
+                return compiled.render(messages=messages, tools=None, documents=None, add_generation_prompt=False, **variables)
+            except jinja2.TemplateError:
+                return None
+
+        probe = [{"role": "system", "content": "Rules."}, {"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello."},
+                 {"role": "user", "content": "And?"}, {"role": "assistant", "content": "<think>x</think>Done."}]
+        if all(direct(p) == reference(p) for p in (probe, probe[1:], probe[1:3], _with_markers(probe[1:]))):
+            chosen = direct
+    except ImportError:
+        pass
+    _RENDERERS.clear()  # one tokenizer at a time in practice; never an unbounded cache
+    _RENDERERS[key] = chosen
+    return chosen
 
 
 def _label(tokenizer: Any, fmt: ChatFormat, chat: _Chat, encoding: Any) -> tuple[np.ndarray, np.ndarray]:
