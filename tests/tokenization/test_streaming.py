@@ -194,3 +194,24 @@ def test_worker_processes_give_the_serial_result(tmp_path: Path, monkeypatch: py
     assert pooled.stats == serial.stats and pooled.profile.equals(serial.profile) and pooled.rejected.equals(serial.rejected)
     for split in ("train", "eval"):
         assert load_from_disk(str(tmp_path / "two" / split)).to_dict() == load_from_disk(str(tmp_path / "one" / split)).to_dict()
+
+
+LONG_CHATS = [
+    ("chat", ["system", "user", "assistant", "user", "assistant", "user", "assistant", "user", "assistant"],
+     ["Be kind.", "First question here", "A first answer.", "Second?", "B" * 40, "Third one", "Short.", "Last", "C" * 25]),
+    ("chat", ["user", "assistant", "user", "assistant", "user", "assistant"], ["Q1", "A1 " * 20, "Q2 " * 9, "A2", "Q3", "A3 " * 12]),
+]
+
+
+@pytest.mark.parametrize("template", ["builtin", "no end of turn"])
+def test_split_decisions_equal_the_reference_at_every_max_seq_len(template: str) -> None:
+    """The split greedy decides on token counts without offsets; where an added EOS would decide
+    (a count of exactly max_seq_len, templates with no end-of-turn token) it labels the candidate.
+    Every max_seq_len over the candidates' lengths (byte tokens: each length is hit), with and
+    without an end-of-turn token in the template."""
+    tokenizer = build_tokenizer()
+    if template == "no end of turn":  # answers end with no special token: the EOS is appended
+        tokenizer.chat_template = "{% for m in messages %}{{ m['role'] + ': ' + m['content'] + '\\n' }}{% endfor %}"
+        assert chat_format(tokenizer).end_of_turn is None
+    for max_seq_len in range(20, 140):
+        assert_same_rows(tokenizer, LONG_CHATS, max_seq_len)
