@@ -32,6 +32,7 @@ MAX_WORKERS = 8  # past a few processes the parent's writing and the disk become
 IN_FLIGHT_PER_WORKER = 2  # chunks queued per worker: keeps them busy, bounds what is held in memory
 SHARD_BYTES = 500 * 2**20  # save_to_disk's default max_shard_size
 LOG_EVERY_S = 5.0
+TRIM_EVERY = 8  # chunks between two malloc_trim calls in the parent (see release_freed_memory)
 COUNTS = ("truncated_examples", "windowed_documents", "split_conversations", "system_folded_rows", "exchanges_dropped")
 READ_COLUMNS = ("kind", "roles", "contents", "content_hash", "split_key", "source_file", "line")
 PROFILE_SCHEMA = {"split": pl.String, "length": pl.Int64, "supervised_tokens": pl.Int64, "truncated": pl.Boolean}
@@ -189,11 +190,14 @@ def stream_tokenize(rows: Path, tokenizer_dir: Path, config: TokenizationConfig,
     batches = source.iter_batches(batch_size=chunk_rows, columns=[c for c in READ_COLUMNS if c in source.schema_arrow.names])
     writers = {split: DatasetWriter(out / split) for split in SPLITS}
     totals, progress = Totals(), Progress(total, count, log)
-    for chunk in _encoded(batches, Path(tokenizer_dir), config, count):
+    for number, chunk in enumerate(_encoded(batches, Path(tokenizer_dir), config, count), 1):
         for split in SPLITS:
             writers[split].write(chunk.batches[split])
         totals.add(chunk)
         progress.update(chunk)
+        del chunk
+        if number % TRIM_EVERY == 0:
+            release_freed_memory()
     for writer in writers.values():
         writer.close()
     progress.done(totals)
@@ -270,7 +274,34 @@ def load_tokenizer_without_torch(tokenizer_dir: Path) -> Any:
 
 
 def _work(batch: Any, config: TokenizationConfig) -> Chunk:
-    return encode_chunk(_WORKER["tokenizer"], _WORKER["fmt"], batch, config)
+    chunk = encode_chunk(_WORKER["tokenizer"], _WORKER["fmt"], batch, config)
+    release_freed_memory()
+    return chunk
+
+
+def release_freed_memory() -> None:
+    """Give memory freed by Python and the Rust tokenizer back to the OS (glibc's malloc_trim).
+
+    glibc keeps freed heap and the arenas of other threads (the pool's result thread unpickles
+    every chunk in its own) for reuse, and fragmentation leaves them mostly unreusable: measured in
+    the parent on 200 MB of text, RSS climbed 365 -> 470 MB while live Python objects (tracemalloc)
+    stayed at 68 MB and Arrow's pool at 35 MB; one malloc_trim(0) took it back to 355 MB. A trim
+    costs about a millisecond; elsewhere than glibc it does nothing."""
+    global _LIBC
+    if _LIBC is None:
+        import ctypes
+        import ctypes.util
+
+        try:
+            libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+            _LIBC = libc if hasattr(libc, "malloc_trim") else False
+        except OSError:
+            _LIBC = False
+    if _LIBC:
+        _LIBC.malloc_trim(0)
+
+
+_LIBC: Any = None  # glibc, once looked up (False where there is no malloc_trim)
 
 
 class Totals:
