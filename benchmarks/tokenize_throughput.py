@@ -218,6 +218,11 @@ def _in_process(name: str, args: argparse.Namespace) -> None:
     else:
         result = run_old(rows, tokenizer_dir, out)
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    # CPU seconds of the encoding work (the workers' user + system time; this process's when it ran
+    # alone): unlike wall time, it does not depend on what else the machine runs.
+    result["worker_cpu_s"] = children.ru_utime + children.ru_stime if result.get("workers", 1) > 1 else \
+        sum(resource.getrusage(resource.RUSAGE_SELF)[:2])
     child = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # the largest worker's, not a sum
     # Every worker counted at the largest one's peak: an upper bound of what the pool held at once.
     result |= {"parent_rss_mb": own, "worker_rss_mb": child, "peak_rss_mb": own + result.get("workers", 0) * child,
@@ -264,6 +269,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=None, help="worker processes of the new path (default: one per core)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--family-on-small", action="store_true", help="run the second (family) tokenizer on --old-size-mb only")
+    parser.add_argument("--no-old", action="store_true", help="skip the per-row path (minutes on 20 MB; its figures do not change)")
+    parser.add_argument("--builtin-only", action="store_true", help="only the built-in tokenizer")
     parser.add_argument("--run", choices=("raw", "new", "old"), help=argparse.SUPPRESS)
     parser.add_argument("--rows", help=argparse.SUPPRESS)
     parser.add_argument("--tokenizer-dir", help=argparse.SUPPRESS)
@@ -288,15 +295,14 @@ def main() -> None:
             generate(path, size, args.seed)
     small_mb = texts_mb(small)
     summary = None
-    for number, (label, tokenizer_dir) in enumerate(_tokenizers(workdir)):
+    for number, (label, tokenizer_dir) in enumerate(_tokenizers(workdir)[:1 if args.builtin_only else None]):
         out = Path(tempfile.mkdtemp(prefix="out-", dir=workdir))
         # The family tokenizer's line runs on the smaller corpus (--family-on-small): the same code, half the wait.
         corpus, size_mb = (small, small_mb) if number and args.family_on_small else (big, texts_mb(big))
         raw = _spawn("raw", corpus, tokenizer_dir, out)
         new = _spawn("new", corpus, tokenizer_dir, out / "new", workers=args.workers)
-        old = _spawn("old", small, tokenizer_dir, out / "old")
-        raw_rate, new_rate, old_rate = raw["texts_mb"] / raw["seconds"], size_mb / new["seconds"], small_mb / old["seconds"]
-        old_rss_per_mb = old["peak_rss_mb"] / small_mb
+        old = None if args.no_old else _spawn("old", small, tokenizer_dir, out / "old")
+        raw_rate, new_rate = raw["texts_mb"] / raw["seconds"], size_mb / new["seconds"]
         print(f"\ntokenizer: {label}; max_seq_len {MAX_SEQ_LEN}")
         print(f"  texts: {size_mb:.1f} MB ({new['stats']['rows']} rows, {new['stats']['train_examples'] + new['stats']['eval_examples']} examples)")
         print(f"  raw fast-tokenizer batch rate, tokenizer(texts, return_offsets_mapping=True) on the rendered texts, all cores: "
@@ -304,17 +310,24 @@ def main() -> None:
         print(f"  new (streamed, {new['workers']} workers): {new['seconds']:.1f} s, {new_rate:.2f} MB/s, "
               f"ratio vs raw {new_rate / raw_rate:.2f}, peak RSS {new['peak_rss_mb']:.0f} MB "
               f"(parent {new['parent_rss_mb']:.0f} MB + {new['workers']} x largest worker {new['worker_rss_mb']:.0f} MB; "
-              f"peak PSS of all of them, shared pages once: {new['peak_pss_mb']:.0f} MB)")
-        print(f"  old (per row, in memory) on {small_mb:.1f} MB: {old['seconds']:.1f} s, {old_rate:.2f} MB/s, peak RSS "
-              f"{old['peak_rss_mb']:.0f} MB (PSS {old['peak_pss_mb']:.0f} MB); extrapolated to {size_mb:.0f} MB: {size_mb / old_rate:.0f} s, "
-              f"~{old_rss_per_mb * size_mb:.0f} MB")
+              f"peak PSS of all of them, shared pages once: {new['peak_pss_mb']:.0f} MB); "
+              f"workers' CPU {new['worker_cpu_s']:.0f} s, {size_mb / new['worker_cpu_s']:.2f} MB per CPU-second")
+        if old is not None:
+            old_rate = small_mb / old["seconds"]
+            print(f"  old (per row, in memory) on {small_mb:.1f} MB: {old['seconds']:.1f} s, {old_rate:.2f} MB/s, peak RSS "
+                  f"{old['peak_rss_mb']:.0f} MB (PSS {old['peak_pss_mb']:.0f} MB); extrapolated to {size_mb:.0f} MB: {size_mb / old_rate:.0f} s, "
+                  f"~{old['peak_rss_mb'] / small_mb * size_mb:.0f} MB")
         if summary is None:
             summary = {"tokenizer": label, "texts_mb": round(size_mb, 1), "seconds": round(new["seconds"], 2),
                        "mb_per_s": round(new_rate, 3), "raw_mb_per_s": round(raw_rate, 3),
                        "ratio_vs_raw": round(new_rate / raw_rate, 3), "peak_rss_mb": round(new["peak_rss_mb"], 1),
                        "peak_pss_mb": round(new["peak_pss_mb"], 1), "rust_encode_mb_per_s": round(raw["rust_rendered_mb_per_s"], 3),
-                       "workers": new["workers"], "old_mb_per_s": round(old_rate, 3), "old_peak_rss_mb": round(old["peak_rss_mb"], 1),
-                       "old_measured_mb": round(small_mb, 1)}
+                       "workers": new["workers"], "parent_rss_mb": round(new["parent_rss_mb"], 1),
+                       "worker_rss_mb": round(new["worker_rss_mb"], 1), "worker_cpu_s": round(new["worker_cpu_s"], 1),
+                       "mb_per_worker_cpu_s": round(size_mb / new["worker_cpu_s"], 3)}
+            if old is not None:
+                summary |= {"old_mb_per_s": round(small_mb / old["seconds"], 3), "old_peak_rss_mb": round(old["peak_rss_mb"], 1),
+                            "old_measured_mb": round(small_mb, 1)}
     print(json.dumps(summary))
 
 
