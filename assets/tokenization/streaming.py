@@ -51,8 +51,9 @@ class Chunk:
     text_bytes: int
 
 
-def encode_chunk(tokenizer: Any, fmt: Any, batch: Any, config: TokenizationConfig) -> Chunk:
-    """One record batch of the clean corpus: split, encode, and lay out as Arrow columns."""
+def encode_chunk(tokenizer: Any, fmt: Any, batch: Any, config: TokenizationConfig, schema: Any = None) -> Chunk:
+    """One record batch of the clean corpus: split, encode, and lay out as Arrow columns (`schema`:
+    dataset_schema(), passed to workers so that they never import `datasets`, ~70 MB each)."""
     import pyarrow as pa
 
     from assets.tokenization.batched import encode_rows, supervised
@@ -96,7 +97,7 @@ def encode_chunk(tokenizer: Any, fmt: Any, batch: Any, config: TokenizationConfi
             pa.array(lengths),
             pa.array([columns["source_file"][r] for r in rows], pa.string()),
             pa.array([columns["line"][r] for r in rows], pa.int64()),
-        ], schema=dataset_schema())
+        ], schema=dataset_schema() if schema is None else schema)
     text_bytes = sum(len(c.encode()) for row in contents for c in row)
     return Chunk(batches, {name: np.array(values) for name, values in profile.items()}, rejected, counts, len(kinds), text_bytes)
 
@@ -216,10 +217,11 @@ def worker_count(requested: int | None, rows: int) -> int:
 
 def _encoded(batches: Iterator[Any], tokenizer_dir: Path, config: TokenizationConfig, workers: int) -> Iterator[Chunk]:
     """Chunks in order: here, or in a pool of `workers` spawned processes with a bounded queue."""
+    schema = dataset_schema()
     if workers == 1:
         _load(str(tokenizer_dir))
         for batch in batches:
-            yield _work(batch, config)
+            yield _work(batch, config, schema)
         return
     import multiprocessing
 
@@ -227,7 +229,7 @@ def _encoded(batches: Iterator[Any], tokenizer_dir: Path, config: TokenizationCo
     with multiprocessing.get_context("spawn").Pool(workers, initializer=_load, initargs=(str(tokenizer_dir),)) as pool:
         pending: deque = deque()
         for batch in batches:
-            pending.append(pool.apply_async(_work, (batch, config)))
+            pending.append(pool.apply_async(_work, (batch, config, schema)))
             if len(pending) >= workers * IN_FLIGHT_PER_WORKER:
                 yield pending.popleft().get()
         while pending:
@@ -273,8 +275,8 @@ def load_tokenizer_without_torch(tokenizer_dir: Path) -> Any:
     return tokenizer
 
 
-def _work(batch: Any, config: TokenizationConfig) -> Chunk:
-    chunk = encode_chunk(_WORKER["tokenizer"], _WORKER["fmt"], batch, config)
+def _work(batch: Any, config: TokenizationConfig, schema: Any) -> Chunk:
+    chunk = encode_chunk(_WORKER["tokenizer"], _WORKER["fmt"], batch, config, schema)
     release_freed_memory()
     return chunk
 

@@ -141,7 +141,7 @@ def test_stream_tokenize_writes_what_load_from_disk_reads_chunk_by_chunk(tmp_pat
     monkeypatch.setattr(streaming, "SHARD_BYTES", 200_000)
     seen: list[int] = []
     original = streaming.encode_chunk
-    monkeypatch.setattr(streaming, "encode_chunk", lambda tok, fmt, batch, cfg: (seen.append(batch.num_rows), original(tok, fmt, batch, cfg))[1])
+    monkeypatch.setattr(streaming, "encode_chunk", lambda tok, fmt, batch, *rest: (seen.append(batch.num_rows), original(tok, fmt, batch, *rest))[1])
     lines: list[str] = []
     result = stream_tokenize(tmp_path / "rows.parquet", tmp_path / "tok", config, tmp_path / "out", chunk_rows=64, log=lines.append)
     assert result.workers == 1 and max(seen) <= 64 and sum(seen) == clean.height  # never the whole table at once

@@ -45,18 +45,21 @@ def test_the_light_loader_gives_load_tokenizers_tokenizer(name: str, tmp_path: P
 
 @pytest.mark.integration
 def test_a_worker_never_imports_torch(tmp_path: Path) -> None:
-    """What a spawned worker runs (_load, then a chunk), in a fresh interpreter: torch stays out."""
+    """What a spawned worker runs (_load, then a chunk), in a fresh interpreter: torch and datasets
+    stay out (the parent passes the Arrow schema)."""
     directory = _save("qwen2", tmp_path / "tok")
     code = (
         "import sys, pyarrow as pa\n"
         "from assets.settings.tokenization import TokenizationConfig\n"
         "from assets.tokenization import streaming\n"
         f"streaming._load({str(directory)!r})\n"
+        "schema = pa.schema([('input_ids', pa.list_(pa.int32())), ('labels', pa.list_(pa.int64())), ('length', pa.int64()),\n"
+        "    ('source_file', pa.string()), ('line', pa.int64())])\n"
         "batch = pa.RecordBatch.from_pydict({'kind': ['chat', 'text'], 'roles': [['user', 'assistant'], ['text']],\n"
         "    'contents': [['Hi', 'Hello!'], ['A note.']], 'content_hash': ['a', 'b'], 'split_key': ['a', 'b'],\n"
         "    'source_file': ['f', 'f'], 'line': [1, 2]})\n"
-        "chunk = streaming._work(batch, TokenizationConfig(max_seq_len=64))\n"
-        "print(chunk.rows, sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.')))\n"
+        "chunk = streaming._work(batch, TokenizationConfig(max_seq_len=64), schema)\n"
+        "print(chunk.rows, sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'datasets')))\n"
     )
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert done.stdout.split() == ["2", "[]"], done.stdout + done.stderr
