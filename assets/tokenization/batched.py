@@ -7,10 +7,11 @@ test compares the two on every kind of row. What changes is only how the work is
   through the compiled template itself rather than `apply_chat_template`'s per-call copying;
 - the rendered texts of a batch are encoded in one call of the Rust tokenizer (`encode_batch`),
   skipping transformers' per-token conversion to Python lists of dicts;
-- labels come from the token offsets with numpy (`supervise_spans` walks token by token in Python).
-Rows off the common path (a template that refuses, moves or drops a turn, a conversation longer
-than max_seq_len, a slow tokenizer without offsets) go through the per-row reference code, so what
-they become cannot drift from it.
+- labels come from the token offsets with numpy (`supervise_spans` walks token by token in Python);
+- a conversation longer than max_seq_len is split by the reference's greedy, deciding on token
+  counts without offsets (`_part_lengths`); only the examples it keeps are labelled.
+Rows off the common path (a template that refuses, moves or drops a turn, a slow tokenizer without
+offsets) go through the per-row reference code, so what they become cannot drift from it.
 
 Pure: no dagster.
 """
