@@ -69,8 +69,8 @@ def dropped_positions(n: int, p: float, device: Any = "cpu") -> torch.Tensor:
         # Enough gaps for the expected count plus six standard deviations: one draw almost always.
         k = int(remaining * p + 6.0 * math.sqrt(remaining * p * (1.0 - p)) + 16)
         gaps = torch.empty(k, dtype=torch.float64, device=device).geometric_(p).long()  # trials to a success, >= 1
-        positions = start - 1 + torch.cumsum(gaps, 0)
-        inside = positions[positions < n]
+        positions = start - 1 + torch.cumsum(gaps, 0)  # increasing: cut at n by binary search, not a mask
+        inside = positions[: int(torch.searchsorted(positions, n))]
         found.append(inside)
         if inside.numel() < k:  # the process ran past n: done
             break
