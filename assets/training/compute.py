@@ -11,9 +11,10 @@ table is in the README, Training):
   trainable LoRA weights stay float32 (the optimiser's master copy), their matmuls run in bf16, and
   the loss is computed in float32 (transformers upcasts the logits). Float32 compute is untouched.
 - Attention. On a CPU, eager attention (bf16 batched matmuls) beat PyTorch's flash kernel for CPU
-  (which computes the whole masked square of a packed row) by ~14% at rows of 128-512 tokens; eager
-  stores the (heads x width x width) scores for the backward, so past EAGER_MAX_WIDTH the memory-lean
-  SDPA kernel is kept. CUDA keeps SDPA (its fused kernels win there).
+  (which computes the whole masked square of a packed row) by 14% on one thread at rows of 128-512
+  tokens, and tied with it on two (the benchmark's lever table); eager stores the (heads x width x
+  width) scores of each row for the backward, so past EAGER_MAX_WIDTH the memory-lean SDPA kernel is
+  kept. CUDA keeps SDPA (its fused kernels win there).
 - Dropout. On a CPU, `nn.Dropout` draws one random number per element: 18% of the step at the
   default p = 0.05; SparseDropout (dropout.py) draws only the dropped positions. CUDA's fused
   dropout is cheap, so it is kept there.
@@ -24,7 +25,7 @@ Pure: no dagster; torch imported inside.
 import contextlib
 from typing import Any
 
-EAGER_MAX_WIDTH = 1024  # widest packed row (tokens) for eager attention on a CPU: 8 heads x 1024^2 fp32 scores = 32 MB a layer
+EAGER_MAX_WIDTH = 1024  # widest packed row (tokens) for eager attention on a CPU: 8 heads x 1024^2 fp32 scores = 32 MB a row and layer
 
 
 def keep_frozen_weights_in(model: Any, dtype: Any) -> int:
