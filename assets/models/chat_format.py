@@ -148,15 +148,17 @@ def render_with_spans(tokenizer: Any, fmt: ChatFormat, messages: list[dict[str, 
     if not any(OPEN in a or CLOSE in a for a in answers):
         marked = [dict(m, content=OPEN + m["content"] + CLOSE) if m["role"] == "assistant" else m for m in messages]
         try:
-            spans = _marker_spans(render(tokenizer, fmt, marked), len(answers), plain)
+            spans = marker_spans(render(tokenizer, fmt, marked), len(answers), plain)
         except TemplateRefused:
             spans = None
         if spans is not None:
             return plain, spans
-    return plain, _searched_spans(plain, answers)
+    return plain, searched_spans(plain, answers)
 
 
-def _marker_spans(text: str, expected: int, plain: str) -> list[tuple[int, int]] | None:
+def marker_spans(text: str, expected: int, plain: str) -> list[tuple[int, int]] | None:
+    """The answers' spans in `plain`, read off the markers in `text` (its marked rendering); None
+    where the markers do not show them (nested, unbalanced, missing, or the content changed)."""
     spans, pieces, length, start = [], [], 0, None
     for piece in re.split(f"([{OPEN}{CLOSE}])", text):
         if piece == OPEN and start is None:
@@ -174,7 +176,9 @@ def _marker_spans(text: str, expected: int, plain: str) -> list[tuple[int, int]]
     return spans
 
 
-def _searched_spans(text: str, answers: list[str]) -> list[tuple[int, int]]:
+def searched_spans(text: str, answers: list[str]) -> list[tuple[int, int]]:
+    """Each answer found in `text` in order (as is, stripped, or what follows its reasoning);
+    TemplateRefused where one is not rendered verbatim."""
     spans, position = [], 0
     for number, answer in enumerate(answers, 1):
         final = answer.rsplit("</think>", 1)[-1]  # templates that drop reasoning keep what follows it

@@ -9,14 +9,15 @@ test compares the two on every kind of row. What changes is only how the work is
   skipping transformers' per-token conversion to Python lists of dicts;
 - labels come from the token offsets with numpy (`supervise_spans` walks token by token in Python);
 - a conversation longer than max_seq_len is split by the reference's greedy, deciding on token
-  counts without offsets (`_part_lengths`); only the examples it keeps are labelled.
+  counts without offsets (splitting.py, which builds on this module's encoders); only the
+  examples it keeps are labelled.
 Rows off the common path (a template that refuses, moves or drops a turn, a slow tokenizer without
 offsets) go through the per-row reference code, so what they become cannot drift from it.
 
 Pure: no dagster.
 """
 
-from collections.abc import Generator, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from itertools import chain
 from typing import Any
@@ -31,15 +32,14 @@ from assets.models.chat_format import (
     TEMPLATE_DATE,
     ChatFormat,
     TemplateRefused,
-    _marker_spans,
-    _searched_spans,
     fold_system,
+    marker_spans,
     render,
+    searched_spans,
 )
 from assets.tokenization.formatting import EncodedRow, encode_chat, encode_text
 
 ENCODE_BATCH = 128  # texts per encode_batch call (the Rust encoder's own threads split each call)
-SPECULATE = 8  # most candidate parts of a long conversation rendered in one batch when it is split
 
 
 @dataclass(frozen=True)
@@ -66,7 +66,7 @@ def supervised(labels: np.ndarray) -> int:
 def encode_rows(tokenizer: Any, fmt: ChatFormat, kinds: list[str], roles: list[list[str]], contents: list[list[str]],
                 max_seq_len: int) -> list[Encoded]:
     """[encode_record(...) for each row], as arrays, computed a batch at a time."""
-    backend = _backend(tokenizer)
+    backend = fast_backend(tokenizer)
     out: list[Encoded | None] = [None] * len(kinds)
     texts = [i for i, kind in enumerate(kinds) if kind == "text"]
     chats = [i for i, kind in enumerate(kinds) if kind != "text"]
@@ -84,7 +84,7 @@ def encode_rows(tokenizer: Any, fmt: ChatFormat, kinds: list[str], roles: list[l
     return out  # type: ignore[return-value]
 
 
-def _backend(tokenizer: Any) -> Any:
+def fast_backend(tokenizer: Any) -> Any:
     """The Rust tokenizer behind a fast tokenizer, set as transformers sets it for an unpadded,
     untruncated call (what `tokenizer(text)` does before encoding); None for a slow tokenizer."""
     backend = getattr(tokenizer, "_tokenizer", None) if getattr(tokenizer, "is_fast", False) else None
@@ -108,7 +108,7 @@ def _encode_batch(backend: Any, texts: list[str], split_special_tokens: bool, of
         backend.encode_special_tokens = previous
 
 
-def _encodings(backend: Any, texts: list[str], keys: Any, split_special_tokens: bool, offsets: bool = True) -> Iterator[tuple[Any, Any]]:
+def encodings(backend: Any, texts: list[str], keys: Any, split_special_tokens: bool, offsets: bool = True) -> Iterator[tuple[Any, Any]]:
     """(key, encoding) pairs, encoded ENCODE_BATCH texts at a time: a Rust Encoding keeps tokens,
     offsets and masks (~100 bytes a token), so a whole chunk's at once would dominate memory."""
     keys = list(keys)
@@ -122,7 +122,7 @@ def _encode_texts(tokenizer: Any, backend: Any, fmt: ChatFormat, texts: list[str
         return []
     head = [] if fmt.document_bos is None else [fmt.document_bos]
     out = []
-    for _, encoding in _encodings(backend, texts, range(len(texts)), split_special_tokens=True, offsets=False):
+    for _, encoding in encodings(backend, texts, range(len(texts)), split_special_tokens=True, offsets=False):
         ids = np.array(head + encoding.ids + [tokenizer.eos_token_id], dtype=np.int64)
         windows = -(-len(ids) // max_seq_len)
         # Python's round (half to even), as encode_text computes the bounds.
@@ -132,7 +132,9 @@ def _encode_texts(tokenizer: Any, backend: Any, fmt: ChatFormat, texts: list[str
 
 
 @dataclass
-class _Chat:
+class Chat:
+    """A conversation on the fast path: its messages as rendered, then its text and answer spans."""
+
     messages: list[dict[str, str]]  # as rendered (system folded where it has to be)
     folded: bool
     text: str = ""
@@ -141,39 +143,42 @@ class _Chat:
 
 def _encode_chats(tokenizer: Any, backend: Any, fmt: ChatFormat, roles: list[list[str]], contents: list[list[str]],
                   max_seq_len: int) -> list[Encoded]:
+    # Here, not at the top: splitting imports this module's encoders, so a top-level import would be circular.
+    from assets.tokenization.splitting import in_step, split
+
     out: list[Encoded | None] = [None] * len(roles)
-    pending: dict[int, _Chat] = {}
+    pending: dict[int, Chat] = {}
     for i, (row_roles, row_contents) in enumerate(zip(roles, contents)):
         messages = [{"role": r, "content": c} for r, c in zip(row_roles, row_contents)]
         if fmt.control_tokens is not None and any(fmt.control_tokens.search(c) for c in row_contents):
             out[i] = Encoded.of(encode_chat(tokenizer, fmt, row_roles, row_contents, max_seq_len))  # the refusal, worded once
             continue
         folded = "system" in row_roles and not fmt.accepts_system
-        pending[i] = _Chat(fold_system(messages) if folded else messages, folded)
-    _render_spans(tokenizer, fmt, pending)
+        pending[i] = Chat(fold_system(messages) if folded else messages, folded)
+    render_spans(tokenizer, fmt, pending)
     ready = {i: chat for i, chat in pending.items() if chat.spans is not None}
     for i in pending.keys() - ready.keys():  # refused, or the template moved things: the reference path
         out[i] = Encoded.of(encode_chat(tokenizer, fmt, roles[i], contents[i], max_seq_len))
     order = sorted(ready)
     splits = {}
-    for i, encoding in _encodings(backend, [ready[i].text for i in order], order, tokenizer.split_special_tokens):
+    for i, encoding in encodings(backend, [ready[i].text for i in order], order, tokenizer.split_special_tokens):
         chat = ready[i]
-        ids, labels = _label(tokenizer, fmt, chat, encoding)
+        ids, labels = label(tokenizer, fmt, chat, encoding)
         if len(ids) > max_seq_len:
-            splits[i] = _split(tokenizer, fmt, roles[i], contents[i], chat.folded, max_seq_len, chat.text, len(ids) / max(len(chat.text), 1))
+            splits[i] = split(tokenizer, fmt, roles[i], contents[i], chat.folded, max_seq_len, chat.text, len(ids) / max(len(chat.text), 1))
         elif supervised(labels):
             out[i] = Encoded([(ids, labels, False)], system_folded=chat.folded)
         else:
             out[i] = Encoded(rejected="the conversation has no assistant turn to learn from", system_folded=chat.folded)
-    for i, encoded in _in_step(tokenizer, fmt, splits, max_seq_len).items():
+    for i, encoded in in_step(tokenizer, fmt, splits, max_seq_len).items():
         out[i] = encoded
     return out  # type: ignore[return-value]
 
 
-def _render_spans(tokenizer: Any, fmt: ChatFormat, chats: dict[int, _Chat], check_system: bool = True) -> None:
+def render_spans(tokenizer: Any, fmt: ChatFormat, chats: dict[int, Chat], check_system: bool = True) -> None:
     """render_row (check_system) + render_with_spans for each chat; a chat left with spans None
     (refused, or the template dropped its system prompt) takes the reference path."""
-    render = _renderer(tokenizer, fmt)
+    render = renderer(tokenizer, fmt)
     for chat in chats.values():
         text = render(chat.messages)
         if text is None:
@@ -184,10 +189,10 @@ def _render_spans(tokenizer: Any, fmt: ChatFormat, chats: dict[int, _Chat], chec
         spans = None
         if not any(OPEN in a or CLOSE in a for a in answers):
             marked = render(_with_markers(chat.messages))
-            spans = None if marked is None else _marker_spans(marked, len(answers), text)
+            spans = None if marked is None else marker_spans(marked, len(answers), text)
         if spans is None:
             try:
-                spans = _searched_spans(text, answers)
+                spans = searched_spans(text, answers)
             except TemplateRefused:
                 continue
         chat.text, chat.spans = text, spans
@@ -200,7 +205,7 @@ def _with_markers(messages: list[dict[str, str]]) -> list[dict[str, str]]:
 _RENDERERS: dict[tuple, Any] = {}
 
 
-def _renderer(tokenizer: Any, fmt: ChatFormat) -> Any:
+def renderer(tokenizer: Any, fmt: ChatFormat) -> Any:
     """chat_format.render as a function of the messages, None where the template refuses them.
 
     apply_chat_template spends more on copying and normalising each conversation (for message
@@ -243,7 +248,7 @@ def _renderer(tokenizer: Any, fmt: ChatFormat) -> Any:
     return chosen
 
 
-def _label(tokenizer: Any, fmt: ChatFormat, chat: _Chat, encoding: Any) -> tuple[np.ndarray, np.ndarray]:
+def label(tokenizer: Any, fmt: ChatFormat, chat: Chat, encoding: Any) -> tuple[np.ndarray, np.ndarray]:
     """render_conversation's ids and labels from one encoding: supervise_spans with numpy, then EOS and BOS."""
     ids = np.array(encoding.ids, dtype=np.int64)
     # fromiter over the flattened pairs: ~2x faster than np.array on a list of tuples.
@@ -283,172 +288,3 @@ def _first(values: np.ndarray, t: int, condition: Any) -> int:
     """The first index >= t where condition holds, or len(values)."""
     hits = np.flatnonzero(condition(values[t:]))
     return t + int(hits[0]) if len(hits) else len(values)
-
-
-def _split(tokenizer: Any, fmt: ChatFormat, roles: list[str], contents: list[str], fold: bool, max_seq_len: int,
-           whole_text: str, tokens_per_char: float) -> Generator[tuple[str, list], list, Encoded]:
-    """encode_chat's split at turn boundaries (formatting._split_at_turns, the same greedy), as a
-    generator: it yields what it needs next, ("lengths", conversations) or ("examples",
-    conversations), is sent their lengths or (ids, labels) (None where the fast path cannot render
-    one), and returns the row's Encoded. `_in_step` runs many rows' greedies together, so each step
-    renders and encodes the parts of every long row in one batch.
-
-    The greedy decides on lengths alone (`_part_lengths`: no offsets, no marked render), from where
-    the current example starts asking for as many growing candidates as likely fit (at most
-    SPECULATE) and one more; only the examples it keeps are labelled, all at the end."""
-    messages = [{"role": r, "content": c} for r, c in zip(roles, contents)]
-    system = [m for m in messages if m["role"] == "system"]
-    exchanges: list[list[dict[str, str]]] = [[]]
-    for message in (m for m in messages if m["role"] != "system"):
-        exchanges[-1].append(message)
-        if message["role"] == "assistant":
-            exchanges.append([])
-    exchanges = [e for e in exchanges if any(m["role"] == "assistant" for m in e)]
-
-    def conversation(a: int, b: int) -> list[dict[str, str]]:
-        final = system + [m for e in exchanges[a:b] for m in e]
-        return fold_system(final) if fold else final
-
-    def lengths(ranges: list[tuple[int, int]]) -> Generator[tuple[str, list], list, list[int]]:
-        conversations = [conversation(a, b) for a, b in ranges]
-        results = yield "lengths", conversations
-        for i, value in enumerate(results):
-            if value is None:  # the template refused or moved something: the reference renders it (or
-                # raises) only when it is the next part the greedy takes, as the per-row code would.
-                return [len(_reference_part(tokenizer, fmt, conversations[0])[0])] if i == 0 else results[:i]
-        return results
-
-    # Likely tokens of each exchange, from the whole conversation's encoding: its characters (with
-    # the template's share per message) times the conversation's tokens per character. Only a
-    # guess of how many candidates to render at once; every decision is taken on real encodings.
-    per_message = max(0.0, (len(whole_text) - sum(len(m["content"]) for m in messages)) / max(len(messages), 1))
-    likely = np.array([tokens_per_char * sum(len(m["content"]) + per_message for m in e) for e in exchanges])
-    head = tokens_per_char * sum(len(m["content"]) + per_message for m in system)
-    # The examples in order, as exchange ranges (a, b, cut); fitted: exchanges[first:j] fit in one.
-    pieces: list[tuple[int, int, bool]] = []
-    first, fitted, j = 0, False, 0
-    try:
-        while j < len(exchanges):
-            if first == j:  # nothing held yet: the candidate is the exchange alone
-                found = yield from lengths([(j, j + 1)])
-            else:
-                sizes = head + np.cumsum(likely[first:])[j - first:]  # candidates (first, j+1), (first, j+2), ...
-                fits = int(np.count_nonzero(sizes <= max_seq_len))
-                found = yield from lengths([(first, b) for b in range(j + 1, min(len(exchanges), j + 1 + min(fits, SPECULATE)) + 1)])
-            for length in found:
-                if length <= max_seq_len:
-                    fitted, j = True, j + 1
-                    continue
-                if fitted:
-                    pieces.append((first, j, False))
-                single = length if first == j else (yield from lengths([(j, j + 1)]))[0]
-                if single <= max_seq_len:
-                    first, fitted, j = j, True, j + 1
-                else:  # one exchange too long alone: cut at max_seq_len
-                    pieces.append((j, j + 1, True))
-                    first, fitted, j = j + 1, False, j + 1
-                break  # the current example changed: look ahead again from it
-        if fitted:
-            pieces.append((first, j, False))
-        conversations = [conversation(a, b) for a, b, _ in pieces]
-        encoded = (yield "examples", conversations) if pieces else []
-        encoded = [_reference_part(tokenizer, fmt, c) if e is None else e for c, e in zip(conversations, encoded)]
-    except TemplateRefused as error:
-        return Encoded(rejected=str(error), system_folded=fold)
-    examples: list[tuple[np.ndarray, np.ndarray, bool]] = []
-    dropped = 0
-    for (_, _, cut), (ids, labels) in zip(pieces, encoded):
-        if not cut:
-            examples.append((ids, labels, False))
-        elif supervised(labels[:max_seq_len]):
-            examples.append((ids[:max_seq_len], labels[:max_seq_len], True))
-        else:
-            dropped += 1
-    examples = [e for e in examples if supervised(e[1])]
-    if not examples:
-        reason = (f"no assistant turn starts within max_seq_len ({max_seq_len} tokens)" if dropped
-                  else "the conversation has no assistant turn to learn from")
-        return Encoded(rejected=reason, system_folded=fold, exchanges_dropped=dropped)
-    return Encoded(examples, system_folded=fold, exchanges_dropped=dropped)
-
-
-def _in_step(tokenizer: Any, fmt: ChatFormat, greedies: dict[int, Generator[tuple[str, list], list, Encoded]],
-             max_seq_len: int) -> dict[int, Encoded]:
-    """Run the rows' split greedies side by side: every step, all the parts they ask for in one batch
-    of each kind (lengths, examples)."""
-    out: dict[int, Encoded] = {}
-    asks = {}
-    for i, greedy in greedies.items():
-        try:
-            asks[i] = next(greedy)
-        except StopIteration as done:
-            out[i] = done.value
-    while asks:
-        answers: dict[int, list] = {i: [] for i in asks}
-        for kind in ("lengths", "examples"):
-            flat = [(i, conversation) for i, (asked, conversations) in asks.items() if asked == kind for conversation in conversations]
-            conversations = [conversation for _, conversation in flat]
-            results = _part_lengths(tokenizer, fmt, conversations, max_seq_len) if kind == "lengths" else _encode_parts(tokenizer, fmt, conversations)
-            for (i, _), result in zip(flat, results):
-                answers[i].append(result)
-        asks = {}
-        for i, answer in answers.items():
-            try:
-                asks[i] = greedies[i].send(answer)
-            except StopIteration as done:
-                out[i] = done.value
-    return out
-
-
-def _part_lengths(tokenizer: Any, fmt: ChatFormat, conversations: list[list[dict[str, str]]], max_seq_len: int) -> list[int | None]:
-    """What len(_encode_parts(...)[i][0]) says about fitting in max_seq_len, for less: the plain
-    rendering's token count from encode_batch_fast (no offsets), plus the BOS the tokenizer's
-    convention adds. Labels are not needed to decide, except where an added EOS would decide (the
-    count is exactly max_seq_len), and the EOS depends on whether an end-of-turn token closed the
-    last answer: those, and renderings whose answers cannot be found by search (markers would
-    decide), take _encode_parts. None where the fast path cannot render (as _encode_parts)."""
-    render = _renderer(tokenizer, fmt)
-    out: list[int | None] = [None] * len(conversations)
-    texts, ready, exact = [], [], []
-    for i, messages in enumerate(conversations):
-        text = render(messages)
-        if text is None:
-            continue
-        try:
-            _searched_spans(text, [m["content"] for m in messages if m["role"] == "assistant"])
-        except TemplateRefused:
-            exact.append(i)
-            continue
-        texts.append(text)
-        ready.append(i)
-    for i, encoding in _encodings(_backend(tokenizer), texts, ready, tokenizer.split_special_tokens, offsets=False):
-        ids = encoding.ids
-        length = len(ids) + (fmt.adds_bos and (not ids or ids[0] != fmt.bos_id))
-        messages = conversations[i]
-        eos_possible = tokenizer.eos_token_id is not None and messages[-1]["role"] == "assistant"
-        if length == max_seq_len and eos_possible:
-            exact.append(i)
-        else:
-            out[i] = length
-    for i, part in zip(exact, _encode_parts(tokenizer, fmt, [conversations[i] for i in exact])):
-        out[i] = None if part is None else len(part[0])
-    return out
-
-
-def _encode_parts(tokenizer: Any, fmt: ChatFormat, conversations: list[list[dict[str, str]]]) -> list[Any]:
-    """render_conversation(...).example of each conversation as (ids, labels) arrays, or None where
-    the fast path cannot render it (the reference then decides)."""
-    chats = {i: _Chat(messages, False) for i, messages in enumerate(conversations)}
-    _render_spans(tokenizer, fmt, chats, check_system=False)
-    ready = [i for i in chats if chats[i].spans is not None]
-    out: list[Any] = [None] * len(conversations)
-    for i, encoding in _encodings(_backend(tokenizer), [chats[i].text for i in ready], ready, tokenizer.split_special_tokens):
-        out[i] = _label(tokenizer, fmt, chats[i], encoding)
-    return out
-
-
-def _reference_part(tokenizer: Any, fmt: ChatFormat, messages: list[dict[str, str]]) -> tuple[np.ndarray, np.ndarray]:
-    from assets.tokenization.formatting import render_conversation
-
-    example = render_conversation(tokenizer, fmt, messages).example
-    return np.asarray(example.input_ids, dtype=np.int64), np.asarray(example.labels, dtype=np.int64)

@@ -16,7 +16,7 @@ from assets.models.loading import load_tokenizer
 from assets.quality.cleaning import content_hash
 from assets.settings.tokenization import TokenizationConfig
 from assets.tokenization import streaming
-from assets.tokenization.batched import _renderer, encode_rows
+from assets.tokenization.batched import encode_rows, renderer
 from assets.tokenization.formatting import encode_record
 from assets.tokenization.streaming import stream_tokenize
 from assets.tokenization.tokenizing import tokenize_corpus, tokenize_corpus_per_row
@@ -93,7 +93,7 @@ def test_batched_rows_equal_the_per_row_reference_with_the_builtin_tokenizer(max
     tokenizer = build_tokenizer()
     several = assert_same_rows(tokenizer, sample_rows(150) + EDGE_ROWS, max_seq_len)
     assert several > 0  # the split, window and cut paths were exercised, not only the short one
-    assert _renderer(tokenizer, chat_format(tokenizer)).__name__ == "direct"  # the fast renderer is the one compared
+    assert renderer(tokenizer, chat_format(tokenizer)).__name__ == "direct"  # the fast renderer is the one compared
 
 
 @pytest.mark.parametrize("family", ["qwen3", "llama3", "gemma2", "mistral", "phi3", "llama2"])
@@ -113,7 +113,7 @@ def test_batched_rows_equal_the_per_row_reference_with_family_templates(family: 
     ]
     for max_seq_len in (64, 512):
         assert_same_rows(tokenizer, rows, max_seq_len)
-    assert _renderer(tokenizer, chat_format(tokenizer)).__name__ == "direct"
+    assert renderer(tokenizer, chat_format(tokenizer)).__name__ == "direct"
 
 
 def test_tokenize_corpus_equals_the_per_row_path_stats_profile_rejections_and_datasets() -> None:
