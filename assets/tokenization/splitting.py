@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from assets.models.chat_format import ChatFormat, TemplateRefused, fold_system, searched_spans
-from assets.tokenization.batched import Chat, Encoded, encodings, fast_backend, label, render_spans, renderer, supervised
+from assets.tokenization.encoding import Chat, Encoded, encodings, fast_backend, label, render_spans, renderer, supervised
 
 SPECULATE = 8  # most candidate parts of a long conversation rendered in one batch when it is split
 

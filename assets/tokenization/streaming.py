@@ -56,7 +56,8 @@ def encode_chunk(tokenizer: Any, fmt: Any, batch: Any, config: TokenizationConfi
     dataset_schema(), passed to workers so that they never import `datasets`, ~70 MB each)."""
     import pyarrow as pa
 
-    from assets.tokenization.batched import encode_rows, supervised
+    from assets.tokenization.batched import encode_rows
+    from assets.tokenization.encoding import supervised
 
     columns = {name: batch.column(name).to_pylist() for name in READ_COLUMNS if name in batch.schema.names}
     kinds, roles, contents = columns["kind"], columns["roles"], columns["contents"]

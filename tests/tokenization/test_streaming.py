@@ -16,7 +16,8 @@ from assets.models.loading import load_tokenizer
 from assets.quality.cleaning import content_hash
 from assets.settings.tokenization import TokenizationConfig
 from assets.tokenization import streaming
-from assets.tokenization.batched import encode_rows, renderer
+from assets.tokenization.batched import encode_rows
+from assets.tokenization.encoding import renderer
 from assets.tokenization.formatting import encode_record
 from assets.tokenization.streaming import stream_tokenize
 from assets.tokenization.tokenizing import tokenize_corpus, tokenize_corpus_per_row
