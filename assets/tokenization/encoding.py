@@ -30,7 +30,10 @@ from assets.tokenization.formatting import EncodedRow
 
 ENCODE_BATCH = 128  # texts per encode_batch call (the Rust encoder's own threads split each call)
 
+
 @dataclass(frozen=True)
+
+
 class Encoded:
     """One record's examples as int64 arrays (ids, labels, truncated), or why it has none."""
 
@@ -45,9 +48,11 @@ class Encoded:
         return cls([(np.asarray(e.input_ids, dtype=np.int64), np.asarray(e.labels, dtype=np.int64), e.truncated) for e in row.examples],
                    row.rejected, row.system_folded, row.exchanges_dropped)
 
+
 def supervised(labels: np.ndarray) -> int:
     """count_supervised for an array: labels after the first that are not IGNORE_INDEX."""
     return int(np.count_nonzero(labels[1:] != IGNORE_INDEX))
+
 
 def fast_backend(tokenizer: Any) -> Any:
     """The Rust tokenizer behind a fast tokenizer, set as transformers sets it for an unpadded,
@@ -61,6 +66,7 @@ def fast_backend(tokenizer: Any) -> Any:
         backend.no_padding()
     return backend
 
+
 def _encode_batch(backend: Any, texts: list[str], split_special_tokens: bool, offsets: bool) -> list[Any]:
     previous = backend.encode_special_tokens
     backend.encode_special_tokens = split_special_tokens
@@ -71,6 +77,7 @@ def _encode_batch(backend: Any, texts: list[str], split_special_tokens: bool, of
     finally:
         backend.encode_special_tokens = previous
 
+
 def encodings(backend: Any, texts: list[str], keys: Any, split_special_tokens: bool, offsets: bool = True) -> Iterator[tuple[Any, Any]]:
     """(key, encoding) pairs, encoded ENCODE_BATCH texts at a time: a Rust Encoding keeps tokens,
     offsets and masks (~100 bytes a token), so a whole chunk's at once would dominate memory."""
@@ -78,7 +85,10 @@ def encodings(backend: Any, texts: list[str], keys: Any, split_special_tokens: b
     for start in range(0, len(texts), ENCODE_BATCH):
         yield from zip(keys[start:start + ENCODE_BATCH], _encode_batch(backend, texts[start:start + ENCODE_BATCH], split_special_tokens, offsets))
 
+
 @dataclass
+
+
 class Chat:
     """A conversation on the fast path: its messages as rendered, then its text and answer spans."""
 
@@ -86,6 +96,7 @@ class Chat:
     folded: bool
     text: str = ""
     spans: list[tuple[int, int]] | None = None
+
 
 def render_spans(tokenizer: Any, fmt: ChatFormat, chats: dict[int, Chat], check_system: bool = True) -> None:
     """render_row (check_system) + render_with_spans for each chat; a chat left with spans None
@@ -108,6 +119,7 @@ def render_spans(tokenizer: Any, fmt: ChatFormat, chats: dict[int, Chat], check_
             except TemplateRefused:
                 continue
         chat.text, chat.spans = text, spans
+
 
 def _with_markers(messages: list[dict[str, str]]) -> list[dict[str, str]]:
     return [dict(m, content=OPEN + m["content"] + CLOSE) if m["role"] == "assistant" else m for m in messages]
@@ -158,6 +170,7 @@ def renderer(tokenizer: Any, fmt: ChatFormat) -> Any:
     _RENDERERS[key] = chosen
     return chosen
 
+
 def label(tokenizer: Any, fmt: ChatFormat, chat: Chat, encoding: Any) -> tuple[np.ndarray, np.ndarray]:
     """render_conversation's ids and labels from one encoding: supervise_spans with numpy, then EOS and BOS."""
     ids = np.array(encoding.ids, dtype=np.int64)
@@ -170,6 +183,7 @@ def label(tokenizer: Any, fmt: ChatFormat, chat: Chat, encoding: Any) -> tuple[n
     if fmt.adds_bos and (not len(ids) or ids[0] != fmt.bos_id):
         ids, labels = np.insert(ids, 0, fmt.bos_id), np.insert(labels, 0, IGNORE_INDEX)
     return ids, labels
+
 
 def _supervise(ids: np.ndarray, offsets: np.ndarray, text: str, spans: list[tuple[int, int]],
                special_ids: frozenset[int]) -> tuple[np.ndarray, list[bool]]:
@@ -191,6 +205,7 @@ def _supervise(ids: np.ndarray, offsets: np.ndarray, text: str, spans: list[tupl
             t = gap + 1
         ended.append(closed)
     return mask, ended
+
 
 def _first(values: np.ndarray, t: int, condition: Any) -> int:
     """The first index >= t where condition holds, or len(values)."""
