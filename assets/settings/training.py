@@ -58,9 +58,9 @@ class QLoraConfig(BaseModel):
     max_grad_norm: float = Field(1.0, gt=0, le=1000, description="Gradient clipping norm (at most 1000; larger never clips).")
     packing: Literal["auto", "blocks", "by_length", "off"] = Field(
         "auto",
-        description="How examples fill micro-batches. 'blocks': packed into rows of the longest example's "
-        "length with position ids restarting per example (no attention across examples), little padding, "
-        "the most real tokens/s; 'by_length': similar lengths batched together, padded; 'off': random "
+        description="How examples fill micro-batches. 'blocks': packed into rows of three widths (the longest "
+        "example's length, half and a quarter of it) with position ids restarting per example (no attention "
+        "across examples), little padding, the most real tokens/s; 'by_length': similar lengths batched together, padded; 'off': random "
         "batches padded to their longest (the most padding). 'auto' picks 'blocks' unless 'by_length' "
         "pads clearly less (a narrow mix of long examples, where one fills a block). Measured figures: "
         "README, Training.",
