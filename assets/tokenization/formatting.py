@@ -111,19 +111,25 @@ def render_conversation(tokenizer: Any, fmt: ChatFormat, messages: list[dict[str
     return Rendered(text, Example(ids, labels), spans, bos_added, eos_added)
 
 
-def _split_at_turns(
-    tokenizer: Any, fmt: ChatFormat, messages: list[dict[str, str]], max_seq_len: int, fold: bool
-) -> tuple[list[Example], int]:
-    """Greedy: as many whole exchanges (turns up to and including an answer) per example as fit,
-    each example starting with the system prompt. An exchange too long alone is cut at
-    max_seq_len (marked truncated); one whose answer starts beyond it is dropped (counted)."""
+def exchanges_of(messages: list[dict[str, str]]) -> tuple[list[dict[str, str]], list[list[dict[str, str]]]]:
+    """(system messages, exchanges): the other turns grouped up to and including each answer; a
+    trailing question without an answer is left out (it teaches nothing)."""
     system = [m for m in messages if m["role"] == "system"]
     exchanges: list[list[dict[str, str]]] = [[]]
     for message in (m for m in messages if m["role"] != "system"):
         exchanges[-1].append(message)
         if message["role"] == "assistant":
             exchanges.append([])
-    exchanges = [e for e in exchanges if any(m["role"] == "assistant" for m in e)]  # trailing questions teach nothing
+    return system, [e for e in exchanges if any(m["role"] == "assistant" for m in e)]
+
+
+def _split_at_turns(
+    tokenizer: Any, fmt: ChatFormat, messages: list[dict[str, str]], max_seq_len: int, fold: bool
+) -> tuple[list[Example], int]:
+    """Greedy: as many whole exchanges (turns up to and including an answer) per example as fit,
+    each example starting with the system prompt. An exchange too long alone is cut at
+    max_seq_len (marked truncated); one whose answer starts beyond it is dropped (counted)."""
+    system, exchanges = exchanges_of(messages)
 
     def encode(part: list[dict[str, str]]) -> Example:
         return render_conversation(tokenizer, fmt, fold_system(system + part) if fold else system + part).example

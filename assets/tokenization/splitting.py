@@ -17,6 +17,7 @@ import numpy as np
 
 from assets.models.chat_format import ChatFormat, TemplateRefused, fold_system, searched_spans
 from assets.tokenization.encoding import Chat, Encoded, encodings, fast_backend, label, render_spans, renderer, supervised
+from assets.tokenization.formatting import exchanges_of
 
 SPECULATE = 8  # most candidate parts of a long conversation rendered in one batch when it is split
 
@@ -33,13 +34,7 @@ def split(tokenizer: Any, fmt: ChatFormat, roles: list[str], contents: list[str]
     the current example starts asking for as many growing candidates as likely fit (at most
     SPECULATE) and one more; only the examples it keeps are labelled, all at the end."""
     messages = [{"role": r, "content": c} for r, c in zip(roles, contents)]
-    system = [m for m in messages if m["role"] == "system"]
-    exchanges: list[list[dict[str, str]]] = [[]]
-    for message in (m for m in messages if m["role"] != "system"):
-        exchanges[-1].append(message)
-        if message["role"] == "assistant":
-            exchanges.append([])
-    exchanges = [e for e in exchanges if any(m["role"] == "assistant" for m in e)]
+    system, exchanges = exchanges_of(messages)
 
     def conversation(a: int, b: int) -> list[dict[str, str]]:
         final = system + [m for e in exchanges[a:b] for m in e]
