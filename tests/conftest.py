@@ -26,7 +26,7 @@ from assets.models.loading import AUTO_DTYPE_VARIABLE, AUTO_DTYPES, cpu_flags, f
 
 TESTS = Path(__file__).resolve().parent
 TIERS = ("unit", "integration", "ui", "matrix")
-FOLDER_TIERS = {"pipelines": "integration", "ui": "ui", "families": "matrix"}  # any other folder: unit
+FOLDER_TIERS = {"pipelines": "integration", "deploy": "integration", "ui": "ui", "families": "matrix"}  # any other folder: unit
 SHOWN_CPU_FLAGS = ("avx2", "avx512_bf16", "amx_bf16")  # what decides between bf16 and fp32 on a CPU
 _PREVIOUS_VALUE = pytest.StashKey[str | None]()
 
