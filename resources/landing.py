@@ -1,4 +1,11 @@
-"""The landing zone: one folder per domain, where raw corpora arrive."""
+"""The landing zone: one folder per domain, where raw corpora arrive.
+
+The root may be an object-storage URL (`s3://bucket/landing`): `<url>/<domain>/...` objects are then
+mirrored into the local cache (only what changed, by size and ETag or modification time; each file
+keeps its object's modification time, so `settle_seconds` works as on a disk), and everything
+downstream (the sensor's hashing, raw_corpus) reads the mirror. A domain name is validated before
+any local path is built from it, and object keys with '.', '..' or empty segments are never written.
+"""
 
 import os
 from pathlib import Path
@@ -7,7 +14,8 @@ from typing import NamedTuple
 import dagster as dg
 from pydantic import BaseModel, Field
 
-from assets.common.domains import InvalidDomainKey, UnsafeDomainFolder, check_domain_folder, validate_domain_key
+from assets.common.domains import InvalidDomainKey, UnsafeDomainFolder, check_domain_folder, is_domain_folder_name, validate_domain_key
+from assets.common.object_store import cache_root, is_url, mirror_path, mirror_prefix
 from assets.settings.domain_file import SECTIONS, DomainSettingsError, effective_config, load_domain_folder_settings
 
 DEFAULT_LANDING_DIR = "data/landing"
@@ -24,7 +32,9 @@ class LandingZone(dg.ConfigurableResource):
 
     root: str = Field(
         "",
-        description="Landing root. Empty: $LORALINE_LANDING_DIR, else data/landing "
+        description="Landing root: a folder, or an object-storage URL (s3://bucket/landing, gs://..., file:///...; "
+        "S3 credentials and endpoint from the standard AWS_* variables), mirrored into $LORALINE_CACHE_DIR "
+        "(else ~/.cache/loraline) before it is read. Empty: $LORALINE_LANDING_DIR, else data/landing "
         "(relative paths resolve against the working directory).",
     )
 
@@ -56,14 +66,26 @@ class LandingZone(dg.ConfigurableResource):
         "warning each tick and waits until the data changes or a run launched by hand succeeds.",
     )
 
+    def remote_root(self) -> str | None:
+        """The root URL when the landing is on object storage; None for a local folder."""
+        root = self.root or os.environ.get("LORALINE_LANDING_DIR") or ""
+        return root.rstrip("/") if is_url(root) else None
+
     def root_path(self) -> Path:
+        """The local root: the folder itself, or the URL's mirror (filled by scan_folders and domain_dir)."""
+        if (url := self.remote_root()) is not None:
+            return mirror_path(url, cache_root())
         return Path(self.root or os.environ.get("LORALINE_LANDING_DIR") or DEFAULT_LANDING_DIR).resolve()
 
     def domain_dir(self, domain: str) -> Path:
         """The domain's folder; the key is validated before any path is built from it, and a folder
-        that is a symlink is refused (also one that became a link after the domain was registered)."""
+        that is a symlink is refused (also one that became a link after the domain was registered).
+        On object storage, the domain's objects are mirrored first, so the folder is what the bucket holds now."""
+        key = validate_domain_key(domain)
+        if (url := self.remote_root()) is not None:
+            self._mirror(url, only=key)
         try:
-            return check_domain_folder(self.root_path() / validate_domain_key(domain))
+            return check_domain_folder(self.root_path() / key)
         except UnsafeDomainFolder as error:
             raise dg.Failure(str(error)) from None
 
@@ -87,6 +109,11 @@ class LandingZone(dg.ConfigurableResource):
         """The landing root's folders, sorted. Hidden ones are never domains (shared files may live
         there); a symlink to a folder is refused with its reason, never registered nor read."""
         root = self.root_path()
+        if (url := self.remote_root()) is not None:
+            names = self._mirror(url)
+            valid = [name for name in names if is_domain_folder_name(name) and (root / name).is_dir()]
+            invalid = [name for name in names if not is_domain_folder_name(name) and not name.startswith(".")]
+            return LandingFolders(valid, invalid, [])
         if not root.is_dir():
             return LandingFolders([], [], [])
         valid, invalid, refused = [], [], []
@@ -101,3 +128,10 @@ class LandingZone(dg.ConfigurableResource):
             except UnsafeDomainFolder as error:
                 refused.append((child.name, str(error)))
         return LandingFolders(valid, invalid, refused)
+
+    def _mirror(self, url: str, only: str | None = None) -> list[str]:
+        """Mirror the landing (or one domain) from `url`; the top-level names it holds, sorted."""
+        listed = mirror_prefix(url, self.root_path(), is_domain_folder_name, only)
+        for key in listed["skipped"]:
+            dg.get_dagster_logger().warning(f"landing {url}: skipping object {key!r}: '.', '..' or empty path segments")
+        return listed["names"]

@@ -7,6 +7,9 @@ Every per-domain asset returns a *logical* data version: a hash of its code vers
 data versions and its effective settings. The UI marks exactly the downstream of a change stale,
 and an asset whose logical version equals its latest materialization's re-publishes that version
 (same path, same check results) instead of redoing the work.
+
+On object storage, `path` is the version's URL: reading stages it into the local mirror (checked
+against its manifest), and a version counts as existing only while its manifest does.
 """
 
 from dataclasses import dataclass
@@ -16,6 +19,7 @@ from typing import Any
 import dagster as dg
 
 from assets.common.hashing import json_fingerprint
+from assets.common.object_store import UnpublishedVersion, cache_root, is_published, is_url, mirror_path, stage_in, url_of
 
 DATA_VERSION_TAG = "dagster/data_version"
 # Settings that bound how long a run may take, not what it makes: a run past its limit publishes
@@ -47,10 +51,33 @@ def latest_materialization(context: dg.AssetExecutionContext, asset: str, partit
 def upstream_path(context: dg.AssetExecutionContext, asset: str, partitioned: bool = True) -> Path:
     partition = context.partition_key if partitioned else None
     materialization = latest_materialization(context, asset, partition)
-    path = Path(materialization.metadata["path"].value)
+    return local_copy(materialization.metadata["path"].value, asset)
+
+
+def local_copy(recorded: str, asset: str = "the upstream asset") -> Path:
+    """A recorded `path` as a local folder: itself, or a URL's published version staged into the
+    local mirror (downloaded once, checked against its manifest)."""
+    if is_url(recorded):
+        try:
+            return stage_in(recorded, mirror_path(recorded, cache_root()))
+        except UnpublishedVersion:
+            raise dg.Failure(f"{asset} recorded {recorded}, which is not published (no manifest); re-materialize {asset}") from None
+    path = Path(recorded)
     if not path.exists():
         raise dg.Failure(f"{asset} recorded {path}, which no longer exists; re-materialize {asset}")
     return path
+
+
+def still_there(recorded: str) -> bool:
+    """A recorded location can still be read: the folder exists, or the URL's manifest does."""
+    return is_published(recorded) if is_url(recorded) else Path(recorded).exists()
+
+
+def as_recorded(metadata: dict) -> dict:
+    """Path entries that point into an object-storage mirror, recorded as their URLs (what other
+    machines can read); local paths stay as they are."""
+    return {key: dg.MetadataValue.path(url) if isinstance(value, dg.PathMetadataValue) and (url := url_of(Path(value.value))) else value
+            for key, value in metadata.items()}
 
 
 def upstream_data_version(context: dg.AssetExecutionContext, asset: str, partitioned: bool = True) -> str:
@@ -95,7 +122,7 @@ def reuse_if_unchanged(context: dg.AssetExecutionContext, version: str, asset: s
     if record is None or record.asset_materialization.tags.get(DATA_VERSION_TAG) != version:
         return None
     metadata = dict(record.asset_materialization.metadata)
-    if "path" not in metadata or not Path(metadata["path"].value).exists():
+    if "path" not in metadata or not still_there(metadata["path"].value):
         return None
     context.log.info(f"inputs unchanged since run {record.run_id[:8]}: reusing {metadata['path'].value}, no work done")
     metadata["reused_from_run"] = record.run_id
@@ -121,7 +148,7 @@ def published(metadata: dict, version: str, checks: list[dg.AssetCheckResult] | 
     ]
     return dg.MaterializeResult(
         asset_key=asset,
-        metadata={**metadata, "checks": dg.MetadataValue.json(summary), "reused_from_run": "-"},
+        metadata={**as_recorded(metadata), "checks": dg.MetadataValue.json(summary), "reused_from_run": "-"},
         data_version=dg.DataVersion(version),
         check_results=checks,
     )

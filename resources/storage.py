@@ -1,5 +1,12 @@
 """Artifact storage: where every asset writes, always atomically and never over an older version;
-what dead writers left is swept, and old versions are pruned, at the start of each step."""
+what dead writers left is swept, and old versions are pruned, at the start of each step.
+
+The root is a local folder or an object-storage URL (`s3://bucket/prefix`, `gs://...`, `file://...`).
+With a URL, assets still write local folders, in the root's mirror under the local cache
+($LORALINE_CACHE_DIR, else ~/.cache/loraline); `atomic_directory` publishes each finished version
+to the bucket (files, then `_manifest.json`), metadata records the URL, and readers stage
+published versions back into the mirror (assets/common/object_store.py, resources/lineage.py).
+"""
 
 import json
 import os
@@ -14,7 +21,8 @@ from pydantic import Field
 from assets.common.atomic import sweep_leftovers, sweep_locked_folders
 from assets.common.domains import validate_domain_key
 from assets.common.hashing import json_fingerprint
-from assets.common.retention import prune_versions
+from assets.common.object_store import cache_root, filesystem, is_url, mirror_path, sweep_unpublished, url_of
+from assets.common.retention import prune_remote_versions, prune_versions
 from resources.lineage import DATA_VERSION_TAG, instance_latest_record
 
 DEFAULT_ARTIFACTS_DIR = "data/artifacts"
@@ -33,8 +41,11 @@ class ArtifactStore(dg.ConfigurableResource):
 
     root: str = Field(
         "",
-        description="Artifacts root. Empty: $LORALINE_ARTIFACTS_DIR, else data/artifacts "
-        "(relative paths resolve against the working directory).",
+        description="Artifacts root: a folder, or an object-storage URL (s3://bucket/prefix, gs://..., "
+        "file:///...; S3 credentials and endpoint from the standard AWS_* variables). Empty: "
+        "$LORALINE_ARTIFACTS_DIR, else data/artifacts (relative paths resolve against the working directory). "
+        "With a URL, steps read and write a local mirror under $LORALINE_CACHE_DIR (else ~/.cache/loraline) "
+        "and publish each version to the URL, manifest last.",
     )
     keep_versions: int = Field(
         3,
@@ -52,7 +63,15 @@ class ArtifactStore(dg.ConfigurableResource):
         "inputs) are removed at step start once their lock is free and nothing in them changed for this long.",
     )
 
+    def remote_root(self) -> str | None:
+        """The root URL when artifacts live on object storage; None for a local folder."""
+        root = self.root or os.environ.get("LORALINE_ARTIFACTS_DIR") or ""
+        return root.rstrip("/") if is_url(root) else None
+
     def root_path(self) -> Path:
+        """The local root: the folder itself, or the URL's mirror in the local cache."""
+        if (url := self.remote_root()) is not None:
+            return mirror_path(url, cache_root())
         return Path(self.root or os.environ.get("LORALINE_ARTIFACTS_DIR") or DEFAULT_ARTIFACTS_DIR).resolve()
 
     def folder(self, asset: str, partition: str | None = None) -> Path:
@@ -70,6 +89,9 @@ class ArtifactStore(dg.ConfigurableResource):
         folder = self.folder(asset, partition)
         for path in sweep_leftovers(folder, self.leftover_grace_minutes * 60):
             dg.get_dagster_logger().info(f"removed {path}, left by a writer that died")
+        if (remote := url_of(folder)) is not None:
+            for url in sweep_unpublished(remote, self.leftover_grace_minutes * 60):
+                dg.get_dagster_logger().info(f"removed {url}: objects of a publish that never wrote its manifest")
         return folder
 
     def new_location(self, context: dg.AssetExecutionContext, asset: str) -> Path:
@@ -100,8 +122,14 @@ class ArtifactStore(dg.ConfigurableResource):
 
     def prune(self, instance: dg.DagsterInstance, asset: str, partition: str | None) -> list[Path]:
         """Delete the versions of `asset` (partition) that retention lets go; the folders deleted.
-        Runs at each new_location; callable on its own (a script, a maintenance job) with any instance."""
-        return prune_versions(self.folder(asset, partition), self.keep_versions, self.needed_versions(instance, asset, partition))
+        Runs at each new_location; callable on its own (a script, a maintenance job) with any instance.
+        On object storage the published versions go the same way (manifest first), and the mirror's copies too."""
+        folder, needed = self.folder(asset, partition), self.needed_versions(instance, asset, partition)
+        removed = prune_versions(folder, self.keep_versions, needed)
+        if (remote := url_of(folder)) is not None:
+            urls = prune_remote_versions(remote, self.keep_versions, {url_of(path) for path in needed})
+            removed += [folder / url.rsplit("/", 1)[1] for url in urls if folder / url.rsplit("/", 1)[1] not in removed]
+        return removed
 
     def needed_versions(self, instance: dg.DagsterInstance, asset: str, partition: str | None) -> set[Path]:
         """Versions of `asset` that retention keeps whatever their age: the latest materialization
@@ -109,11 +137,10 @@ class ArtifactStore(dg.ConfigurableResource):
         merged model's lineage.json names (its adapter folder, its data versions)."""
         needed = {_recorded_path(instance_latest_record(instance, asset, partition))}
         merged = instance_latest_record(instance, "merged_model", partition) if partition else None
-        merged_path = _recorded_path(merged)
-        if merged_path is not None and (merged_path / "lineage.json").is_file():
-            lineage = json.loads((merged_path / "lineage.json").read_text())
+        lineage = _lineage(merged)
+        if lineage is not None:
             if asset == "qlora_adapter" and lineage.get("adapter_path"):
-                needed.add(Path(lineage["adapter_path"]).resolve())
+                needed.add(_local(lineage["adapter_path"]))
             wanted = lineage.get("data_versions", {}).get(asset)
             if wanted:
                 records = instance.fetch_materializations(
@@ -122,7 +149,28 @@ class ArtifactStore(dg.ConfigurableResource):
         return needed - {None}
 
 
+def _local(value: str) -> Path:
+    """A recorded location as a local path: a URL's mirror folder, or the folder itself."""
+    return mirror_path(value, cache_root()) if is_url(value) else Path(value).resolve()
+
+
 def _recorded_path(record: dg.EventLogRecord | None) -> Path | None:
     if record is None or "path" not in record.asset_materialization.metadata:
         return None
-    return Path(record.asset_materialization.metadata["path"].value).resolve()
+    return _local(record.asset_materialization.metadata["path"].value)
+
+
+def _lineage(merged: dg.EventLogRecord | None) -> dict | None:
+    """The lineage.json of a merged model, from its folder or, when not staged in here, its bucket."""
+    path = _recorded_path(merged)
+    if path is None:
+        return None
+    if (path / "lineage.json").is_file():
+        return json.loads((path / "lineage.json").read_text())
+    if (url := url_of(path)) is not None:
+        fs, key = filesystem(url)
+        try:
+            return json.loads(fs.cat_file(f"{key}/lineage.json"))
+        except FileNotFoundError:
+            return None
+    return None

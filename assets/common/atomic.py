@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from assets.common.locks import FOLDER_LOCK, LockBusy, hold_directory, hold_lock_file
+from assets.common.object_store import publish_directory, url_of
 
 # Names of writers' scratch folders, hidden siblings of what they publish: atomic_directory's
 # `.<name>.staging-<hex>`, the base model build's `.build-<name>-<random>` (foundation/resolve.py) and
@@ -34,6 +35,9 @@ def atomic_directory(final: Path) -> Iterator[Path]:
     The staging folder is a hidden sibling so the rename stays on one filesystem (atomic on
     POSIX). An existing `final` is never replaced: artifacts are immutable once published. The
     staging folder is locked while the block runs, so a sweep never takes it from a live writer.
+    When `final` lies in the local mirror of an object-storage root (assets/common/object_store.py),
+    the finished folder is first published there (files, then the manifest), still under the lock:
+    the local rename happens only once the remote version is visible.
     """
     if final.exists():
         raise FileExistsError(f"artifact folder {final} already exists; refusing to overwrite it")
@@ -47,6 +51,8 @@ def atomic_directory(final: Path) -> Iterator[Path]:
         # writer published meanwhile. Version folders carry the run id, so this is a last guard.
         if final.exists():
             raise FileExistsError(f"artifact folder {final} appeared while writing; refusing to overwrite it")
+        if (remote := url_of(final)) is not None:
+            publish_directory(staging, remote)
         staging.rename(final)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

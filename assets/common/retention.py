@@ -15,6 +15,7 @@ import uuid
 from pathlib import Path
 
 from assets.common.locks import hold_directory
+from assets.common.object_store import remote_versions, unpublish
 
 VERSION_NAME = re.compile(r"^\d{8}T\d{6}(\.\d{3})?Z-[0-9A-Za-z]+$")  # storage.new_location's names, nothing else
 
@@ -49,3 +50,14 @@ def prune_versions(folder: Path, keep: int, protected: set[Path]) -> list[Path]:
             os.close(lock)
         removed.append(version)
     return removed
+
+
+def prune_remote_versions(folder_url: str, keep: int, protected: set[str | None]) -> list[str]:
+    """`prune_versions` for a folder on object storage: the published versions beyond the newest
+    `keep` that no one protects (URLs) are unpublished, manifest first; returns their URLs."""
+    versions = [v.url for v in remote_versions(folder_url) if v.published and VERSION_NAME.fullmatch(v.name)]
+    newest = set(versions[-keep:]) if keep > 0 else set()
+    doomed = [url for url in versions if url not in newest and url not in protected]
+    for url in doomed:
+        unpublish(url)
+    return doomed

@@ -5,6 +5,7 @@ import dagster as dg
 from assets.foundation.model_facts import model_facts
 from assets.foundation.resolve import resolve_base_model
 from resources.base_model_source import BaseModelSource
+from resources.lineage import as_recorded
 from resources.storage import ArtifactStore
 
 
@@ -24,7 +25,7 @@ def base_model(context: dg.AssetExecutionContext, base_model_source: BaseModelSo
         f"{facts.model_type}, {weights}, {resolved.bytes / 1e6:.1f} MB)"
     )
     return dg.MaterializeResult(
-        metadata={
+        metadata=as_recorded({  # on object storage: the bucket URL, which every machine can stage in
             "path": dg.MetadataValue.path(str(resolved.path)),
             "spec": spec.display,
             "source": spec.source,
@@ -35,6 +36,6 @@ def base_model(context: dg.AssetExecutionContext, base_model_source: BaseModelSo
             "files": list(resolved.files),
             "bytes": resolved.bytes,
             "ignored_files": list(resolved.skipped),
-        },
+        }),
         data_version=dg.DataVersion(resolved.fingerprint),
     )
