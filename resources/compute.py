@@ -1,6 +1,7 @@
 """Compute settings: which device the heavy steps use, and the trainer launcher (how training runs)."""
 
 import json
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -11,6 +12,10 @@ from pydantic import Field
 
 from assets.common.locks import describe_holder, lock_holder
 from assets.models.loading import pick_device
+from resources.kubernetes import PodSettings, load_pod_settings
+
+K8S_LAUNCHERS = ("k8s", "k8s_multinode")
+DEFAULT_POD_SETTINGS = "deploy/k8s/training.yaml"
 
 
 class ComputeSettings(dg.ConfigurableResource):
@@ -19,19 +24,38 @@ class ComputeSettings(dg.ConfigurableResource):
     device: Literal["auto", "cpu", "cuda"] = Field(
         "auto", description="'auto' uses CUDA when torch sees a GPU, else the CPU."
     )
-    training_launcher: Literal["subprocess", "torchrun", "in_process"] = Field(
+    training_launcher: Literal["subprocess", "torchrun", "in_process", "k8s", "k8s_multinode"] = Field(
         "subprocess",
         description="How qlora_adapter trains. 'subprocess': one process through Dagster Pipes, so a crash or "
         "a memory spike ends that process, not Dagster's (costs a process start-up; README, Training); 'torchrun': "
         "`training_processes` data-parallel processes through Pipes (gloo on CPU, nccl on GPUs); "
-        "'in_process': inside the Dagster step (debugging).",
+        "'in_process': inside the Dagster step (debugging); 'k8s': a GPU pod of its own through dagster-k8s' "
+        "PipesK8sClient (`pod_settings`); 'k8s_multinode': `nodes` such pods under torchrun (c10d rendezvous).",
     )
     training_processes: int = Field(
         2, ge=1, le=64, strict=True, description="Processes per node for 'torchrun' (1 to 64); the optimiser step sums their gradients."
     )
 
+    pod_settings_file: str = Field(
+        "",
+        description="YAML of the GPU pods (resources/kubernetes.py PodSettings: image, GPUs, CPU, memory, node selector, "
+        "tolerations, cache volume claim, nodes) for the 'k8s' launchers and the k8s executor. Empty: "
+        f"$LORALINE_POD_SETTINGS, else {DEFAULT_POD_SETTINGS} (relative to the working directory).",
+    )
+
+    def pod_settings(self) -> PodSettings:
+        return load_pod_settings(Path(self.pod_settings_file or os.environ.get("LORALINE_POD_SETTINGS") or DEFAULT_POD_SETTINGS))
+
     def resolved_device(self) -> str:
-        return pick_device(self.device)
+        """The device training, evaluation and merging use. With a 'k8s' launcher the step that launches
+        training runs in a pod without a GPU, so 'auto' follows the GPU count of the pod settings (the
+        GPU steps get the same pods from the k8s executor), not what torch sees here."""
+        if self.training_launcher not in K8S_LAUNCHERS:
+            return pick_device(self.device)
+        gpus = self.pod_settings().gpus
+        if self.device == "cuda" and not gpus:
+            raise ValueError(f"device 'cuda' with training_launcher {self.training_launcher!r}, but the pod settings ask for 0 GPUs")
+        return self.device if self.device != "auto" else ("cuda" if gpus else "cpu")
 
     def train(self, context: dg.AssetExecutionContext, pipes: dg.PipesSubprocessClient, request: Path,
               run_in_process: Callable[[dict[str, Any], Callable[[str], None]], dict[str, Any]]) -> dict[str, Any]:
@@ -59,10 +83,17 @@ class ComputeSettings(dg.ConfigurableResource):
         try:
             if self.training_launcher == "in_process":
                 return run_in_process(spec, context.log.info)
-            launcher = [sys.executable]
-            if self.training_launcher == "torchrun":
-                launcher += ["-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={self.training_processes}"]
-            pipes.run(context=context, command=[*launcher, "-m", "assets.training", str(request)])
+            if self.training_launcher in K8S_LAUNCHERS:
+                # The trainer pod sees `request` (and writes its report) through the shared cache volume.
+                from resources.k8s_launch import run_training_job, run_training_pod
+
+                launch = run_training_pod if self.training_launcher == "k8s" else run_training_job
+                launch(context, self.pod_settings(), str(request))
+            else:
+                launcher = [sys.executable]
+                if self.training_launcher == "torchrun":
+                    launcher += ["-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={self.training_processes}"]
+                pipes.run(context=context, command=[*launcher, "-m", "assets.training", str(request)])
         except Exception as error:
             raise _training_failure(domain, failure, error) from error
         return json.loads(Path(spec["report_path"]).read_text())
