@@ -165,12 +165,24 @@ def publish_directory(folder: Path, url: str, after_upload: Callable[[], None] |
             fs.put_file(str(folder / name), f"{path}/{name}")
         if after_upload is not None:
             after_upload()
+        _check_uploaded(fs, path, manifest, url)
         fs.pipe_file(f"{path}/{MANIFEST}", json.dumps({**manifest, "published_at": time.time()}, sort_keys=True).encode())
     except BaseException:
         if read_manifest(url) is None:
             _remove_prefix(fs, path)
         raise
     return manifest
+
+
+def _check_uploaded(fs: Any, path: str, manifest: dict, url: str) -> None:
+    # One listing before the commit point: a sweep that took this upload for a dead one (a single
+    # file uploading for longer than the grace period) must fail the publish, not leave a manifest
+    # that names missing objects.
+    found = {key[len(path):].lstrip("/"): info.get("size") for key, info in fs.find(path, detail=True).items()}
+    missing = [name for name, entry in manifest["files"].items() if found.get(name) != entry["size"]]
+    if missing:
+        raise RuntimeError(f"publishing {url}: {len(missing)} uploaded file(s) are missing or of another size "
+                           f"({', '.join(missing[:3])}); removed meanwhile? Nothing was published")
 
 
 def _remove_prefix(fs: Any, path: str) -> None:

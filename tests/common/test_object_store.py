@@ -134,3 +134,14 @@ def test_mirroring_a_landing_downloads_changes_and_refuses_unsafe_names(tmp_path
     (landing / "support" / "b.txt").write_text("two")
     mirror_prefix(f"{bucket}/landing", local, lambda name: name == "support", only="support")
     assert sorted(p.name for p in (local / "support").iterdir()) == ["b.txt"]
+
+
+def test_a_publish_whose_objects_were_swept_meanwhile_is_refused(tmp_path: Path, bucket: str) -> None:
+    url = f"{bucket}/a/_/v1"
+
+    def swept() -> None:  # a sweep that took a slow upload for a dead one
+        (tmp_path / "bucket" / "a" / "_" / "v1" / "model.safetensors").unlink()
+
+    with pytest.raises(RuntimeError, match="missing or of another size"):
+        publish_directory(_version(tmp_path / "v1"), url, after_upload=swept)
+    assert not is_published(url)

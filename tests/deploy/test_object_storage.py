@@ -86,6 +86,8 @@ def test_the_landed_domain_trains_and_its_merged_model_is_published_in_the_bucke
     for name, entry in manifest["files"].items():  # every file the manifest names is in the bucket, at its size
         assert fs.info(f"{merged['path'].removeprefix('s3://')}/{name}")["size"] == entry["size"]
     assert merged["model_card"] == f"{merged['path']}/README.md"
+    lineage = json.loads(fs.cat_file(f"{merged['path'].removeprefix('s3://')}/lineage.json"))
+    assert lineage["adapter_path"] == latest(chain["instance"], "qlora_adapter")["path"]  # the model card names bucket URLs
     raw = latest(chain["instance"], "raw_corpus")
     assert raw["landing_folder"] == f"{LANDING}/support" and raw["path"].startswith(f"{ARTIFACTS}/raw_corpus/support/")
     assert latest(chain["instance"], "base_model", None)["path"].startswith(f"{ARTIFACTS}/base_model/_/")
