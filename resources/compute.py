@@ -62,7 +62,9 @@ class ComputeSettings(dg.ConfigurableResource):
         """Run a training request (assets/training/worker.py) as `training_launcher` says; its report.
 
         Out of process, `python -m assets.training REQUEST` runs through Pipes (under torchrun for
-        several processes); `in_process` calls `run_in_process` here instead (debugging). Each
+        several processes): a subprocess here, or with 'k8s' / 'k8s_multinode' a GPU pod / an Indexed
+        Job of them (resources/k8s_launch.py), which see `request` through the shared cache volume;
+        `in_process` calls `run_in_process` here instead (debugging). Each
         attempt's request names its own report and error files. First the checkpoint folder's lock
         (held by a trainer for its whole life) is checked: another live attempt at the same inputs
         fails this one at once, retriably, naming its pid. A trainer that stops on purpose (diverged,

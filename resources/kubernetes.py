@@ -72,7 +72,10 @@ class PodSettings(BaseModel):
         1, ge=0, le=16, strict=True, description="GPUs per pod (requested and limited as `gpu_resource`); 0 trains on "
         "CPU. Several GPUs in one pod train data-parallel under torchrun (one process per GPU).",
     )
-    gpu_resource: str = Field("nvidia.com/gpu", pattern=r"^[a-z0-9.-]+/[a-z0-9.-]+$", max_length=253, description="Extended resource name of a GPU ('amd.com/gpu' on AMD nodes).")
+    gpu_resource: str = Field(
+        "nvidia.com/gpu", pattern=r"^[a-z0-9.-]+/[a-z0-9.-]+$", max_length=253,
+        description="Extended resource name of a GPU ('amd.com/gpu' on AMD nodes).",
+    )
     cpu: str = Field("8", description="CPU request (cores, e.g. '8' or '7500m'). No CPU limit: a limit throttles the data loader.")
     memory: str = Field(
         "48Gi", description="Memory request and limit (e.g. '48Gi'). A 4-bit 7B base needs ~6 GiB of host memory while "

@@ -26,7 +26,14 @@ from referencing import Registry, Resource
 
 from pipelines.environment import ACCELERATOR_STEPS, compute_for, executor_for, k8s_executor_config
 from resources.compute import ComputeSettings
-from resources.kubernetes import PodSettings, load_pod_settings, multinode_manifests, pod_run_arguments, training_pod_spec
+from resources.kubernetes import (
+    PodSettings,
+    container_resources,
+    load_pod_settings,
+    multinode_manifests,
+    pod_run_arguments,
+    training_pod_spec,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "k8s"
@@ -121,7 +128,8 @@ def test_compute_settings_with_the_k8s_launcher_build_this_pod(monkeypatch):
     assert pod["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "1"
 
 
-def test_the_k8s_launcher_reaches_the_kubernetes_client_and_fails_retriably_without_a_cluster(tmp_path, monkeypatch):
+@pytest.mark.parametrize("launcher", ["k8s", "k8s_multinode"])
+def test_the_k8s_launchers_reach_the_kubernetes_client_and_fail_retriably_without_a_cluster(tmp_path, monkeypatch, launcher):
     """No cluster here: the step must fail, retriably, naming the Kubernetes configuration, not hang or pass."""
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
     monkeypatch.setenv("KUBECONFIG", str(tmp_path / "no-kubeconfig"))
@@ -133,7 +141,7 @@ def test_the_k8s_launcher_reaches_the_kubernetes_client_and_fails_retriably_with
     def adapter(context: dg.AssetExecutionContext, compute: ComputeSettings, pipes_subprocess_client: dg.PipesSubprocessClient):
         compute.train(context, pipes_subprocess_client, request, run_in_process=lambda spec, log: {})
 
-    compute = ComputeSettings(training_launcher="k8s", pod_settings_file=str(K8S / "training.yaml"))
+    compute = ComputeSettings(training_launcher=launcher, pod_settings_file=str(K8S / "training.yaml"))
     result = dg.materialize([adapter], resources={"compute": compute, "pipes_subprocess_client": dg.PipesSubprocessClient()},
                             raise_on_error=False)
     assert not result.success
@@ -214,7 +222,8 @@ def test_the_k8s_executor_gives_the_accelerator_steps_gpu_pods(monkeypatch, laun
         job = valid(step_job(config["per_step_k8s_config"][step], values))
         pod = job["spec"]["template"]["spec"]
         (container,) = pod["containers"]
-        assert container["resources"]["limits"]["nvidia.com/gpu"] == "1", step
+        # The GPU pod's resources replace the user-code deployment's (4Gi), key by key.
+        assert container["resources"] == container_resources(settings()), step
         assert pod["nodeSelector"] == {"nvidia.com/gpu.present": "true"} and pod["tolerations"][0]["key"] == "nvidia.com/gpu"
         assert {m["name"]: m["mountPath"] for m in container["volumeMounts"]} == {"loraline-cache": "/var/cache/loraline", "dshm": "/dev/shm"}
         assert [v["name"] for v in pod["volumes"]] == ["loraline-cache", "dshm"]
@@ -247,11 +256,23 @@ def test_multinode_launch_is_an_indexed_job_with_a_rendezvous_service():
     assert service["spec"]["clusterIP"] == "None" and service["spec"]["publishNotReadyAddresses"] is True
     assert service["spec"]["selector"].items() <= job["spec"]["template"]["metadata"]["labels"].items()
     assert {v["name"]: v for v in pod["volumes"]}["loraline-cache"]["persistentVolumeClaim"]["claimName"] == "loraline-cache"
-    # c10d ranks nodes in the sorted order of their host names: pod 0 must come first, for any size.
-    hosts = [f"{name}-{i}.{name}.loraline.svc.cluster.local" for i in range(64)]
-    assert sorted(hosts)[0] == hosts[0]
     with pytest.raises(ValueError, match="cache_claim"):
         multinode_manifests(settings(cache_claim=""), name, REQUEST, ENVIRON)
+
+
+def test_pod_0_holds_rank_0_under_c10d():
+    """Rank 0 (the Pipes reporter) must run in pod 0, whose log run_training_job reads. torch's c10d
+    rendezvous numbers nodes in the sorted order of their descriptors (host name first); pods of an
+    Indexed Job are `<name>-<index>.<service>...`, so pod 0 sorts first whatever the pids and size."""
+    import inspect
+
+    from torch.distributed.elastic.rendezvous import dynamic_rendezvous
+
+    assert "enumerate(sorted(state.participants))" in inspect.getsource(dynamic_rendezvous)  # the rule relied on
+    name = "loraline-train-1a2b3c4d-9f8e7d"
+    nodes = [dynamic_rendezvous._NodeDesc(f"{name}-{i}.{name}.loraline.svc.cluster.local", pid=10 + i % 3, local_id=0)
+             for i in reversed(range(64))]
+    assert sorted(nodes)[0].addr.startswith(f"{name}-0.")
 
 
 def test_the_multinode_rbac_manifest_is_valid():
