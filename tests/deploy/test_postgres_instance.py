@@ -127,7 +127,7 @@ def test_the_deploy_config_loads_on_postgres_with_its_queue_pool_and_logs(world)
 
 def test_an_unset_variable_fails_the_instance_naming_it(world, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("DAGSTER_PG_HOST")
-    with pytest.raises(Exception, match="DAGSTER_PG_HOST"):
+    with pytest.raises(dg.DagsterInvalidConfigError, match="DAGSTER_PG_HOST"):
         dg.DagsterInstance.from_config(str(world["root"] / "home"))
 
 
