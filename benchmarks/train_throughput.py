@@ -43,13 +43,14 @@ CPU_SPEC = dict(hidden_size=512, intermediate_size=1376, num_hidden_layers=4, nu
 GPU_SPEC = dict(hidden_size=2048, intermediate_size=5632, num_hidden_layers=22, num_attention_heads=32, num_key_value_heads=4, vocab_size=32000)
 SHOWN_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
 # The lever table: each row switches one more lever back on, from everything off to what ships.
-LEVERS = ("bf16_forward", "sparse_dropout", "eager_attention", "row_widths", "fused_adamw")
+LEVERS = ("bf16_forward", "sparse_dropout", "segment_attention", "row_widths", "fused_adamw", "fused_lora")
 LEVER_TEXT = {
     "bf16_forward": "frozen weights in bf16 + autocast over the forward",
     "sparse_dropout": "LoRA dropout drawn only where it drops",
-    "eager_attention": "eager attention instead of SDPA's CPU kernel",
+    "segment_attention": "per-example attention instead of SDPA over whole packed rows",
     "row_widths": "packed rows of 512/256/128 instead of 512 only",
     "fused_adamw": "fused AdamW",
+    "fused_lora": "LoRA update fused into one matmul (no clone, scale or add passes)",
 }
 MAIN = ("loraline", "loraline_fp32", "trainer", "trainer_fp32", "torch_loop", "loraline_by_length", "loraline_padded")
 
@@ -139,17 +140,19 @@ def switch_off(levers: set[str]) -> None:
 
     import torch
 
-    from assets.training import compute, dropout, packing
+    from assets.training import compute, dropout, fused_lora, packing
 
     if "bf16_forward" in levers:
         compute.keep_frozen_weights_in = lambda model, dtype: 0
         compute.autocast = lambda device, dtype: contextlib.nullcontext()
     if "sparse_dropout" in levers:
         dropout.install_sparse_dropout = lambda model: 0
-    if "eager_attention" in levers:
-        compute.attention_for = lambda device, widest: "sdpa"
+    if "segment_attention" in levers:
+        compute.attention_for = lambda device: "sdpa"
     if "row_widths" in levers:
         packing.row_widths = lambda block_len: (block_len,)
+    if "fused_lora" in levers:
+        fused_lora.install_fused_lora = lambda model: 0
     if "fused_adamw" in levers:
         adamw = torch.optim.AdamW
         torch.optim.AdamW = lambda *args, **kwargs: adamw(*args, **{**kwargs, "fused": None})

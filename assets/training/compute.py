@@ -10,11 +10,11 @@ table is in the README, Training):
   Here the frozen weights go back to the compute dtype and the forward runs under autocast: the
   trainable LoRA weights stay float32 (the optimiser's master copy), their matmuls run in bf16, and
   the loss is computed in float32 (transformers upcasts the logits). Float32 compute is untouched.
-- Attention. On a CPU, eager attention (bf16 batched matmuls) beat PyTorch's flash kernel for CPU
-  (which computes the whole masked square of a packed row) by 14% on one thread at rows of 128-512
-  tokens, and tied with it on two (the benchmark's lever table); eager stores the (heads x width x
-  width) scores of each row for the backward, so past EAGER_MAX_WIDTH the memory-lean SDPA kernel is
-  kept. CUDA keeps SDPA (its fused kernels win there).
+- Attention. A packed row holds several examples; eager attention, and SDPA with the block-diagonal
+  mask transformers builds for it, compute the whole (width x width) square of every row and mask
+  most of it away. On a CPU, attention.py computes each example's own causal square instead (the
+  examples gathered into a few length buckets, one causal SDPA call per bucket): exact for every
+  real token. CUDA keeps SDPA (unmeasured there; its fused kernels are another trade).
 - Dropout. On a CPU, `nn.Dropout` draws one random number per element: 18% of the step at the
   default p = 0.05; SparseDropout (dropout.py) draws only the dropped positions. CUDA's fused
   dropout is cheap, so it is kept there.
@@ -24,8 +24,6 @@ Pure: no dagster; torch imported inside.
 
 import contextlib
 from typing import Any
-
-EAGER_MAX_WIDTH = 1024  # widest packed row (tokens) for eager attention on a CPU: 8 heads x 1024^2 fp32 scores = 32 MB a row and layer
 
 
 def keep_frozen_weights_in(model: Any, dtype: Any) -> int:
@@ -52,19 +50,21 @@ def autocast(device: str, dtype: Any) -> Any:
     return torch.autocast(device_type=device.split(":")[0], dtype=dtype)
 
 
-def attention_for(device: str, widest_row: int) -> str:
-    """transformers' attention implementation for training rows up to `widest_row` tokens."""
-    if device == "cpu" and widest_row <= EAGER_MAX_WIDTH:
-        return "eager"
-    return "sdpa"
+def attention_for(device: str) -> str:
+    """transformers' attention implementation for training on `device`."""
+    from assets.training.attention import register
+
+    return register() if device == "cpu" else "sdpa"
 
 
-def prepare_for_training(model: Any, dtype: Any, device: str, widest_row: int) -> dict[str, Any]:
+def prepare_for_training(model: Any, dtype: Any, device: str) -> dict[str, Any]:
     """Apply the choices above to a peft model; what was chosen (for the run log and metadata)."""
     from assets.training.dropout import install_sparse_dropout
+    from assets.training.fused_lora import install_fused_lora
 
     cast = keep_frozen_weights_in(model, dtype)
-    attention = attention_for(device, widest_row)
+    attention = attention_for(device)
     model.base_model.model.set_attn_implementation(attention)
     sparse = install_sparse_dropout(model) if device == "cpu" else 0
-    return {"frozen_weights_in_compute_dtype": cast, "attention": attention, "sparse_dropout_layers": sparse}
+    fused = install_fused_lora(model) if device == "cpu" else 0
+    return {"frozen_weights_in_compute_dtype": cast, "attention": attention, "sparse_dropout_layers": sparse, "fused_lora_layers": fused}

@@ -172,8 +172,7 @@ def train_qlora(
     plan = resolve_targets(skeleton, list(config.target_modules))
     stream = setup_data(train_dataset, config, processes.world)
     total = steps_for(len(stream.first_epoch), stream.per_step, config.epochs, config.max_steps)
-    widest = stream.layout.block_len or max(stream.lengths)
-    trainee = setup_model(base_dir, config, processes.device, plan, total, skeleton, widest)
+    trainee = setup_model(base_dir, config, processes.device, plan, total, skeleton)
     run = resume(trainee, checkpoint_dir, log)
     train(trainee, train_dataset, stream, run, total, config, processes, checkpoint_dir, log, deadline)
     save(trainee, adapter_dir, processes)
@@ -227,17 +226,16 @@ def setup_data(train_dataset: Any, config: QLoraConfig, world: int) -> StepStrea
     return StepStream(layout, lengths, config.seed, per_step=config.gradient_accumulation * world)
 
 
-def setup_model(base_dir: Path, config: QLoraConfig, device: str, plan: TargetPlan, total: int, skeleton: Any = None,
-                widest_row: int = 0) -> Trainee:
-    """The adapted 4-bit model set up for training rows up to `widest_row` tokens (compute.py), AdamW
-    over the adapter weights, and the learning-rate schedule."""
+def setup_model(base_dir: Path, config: QLoraConfig, device: str, plan: TargetPlan, total: int, skeleton: Any = None) -> Trainee:
+    """The adapted 4-bit model set up for training on `device` (compute.py), AdamW over the adapter
+    weights, and the learning-rate schedule."""
     import torch
     from transformers import get_scheduler
 
     from assets.training.compute import prepare_for_training
 
     model, tokenizer, dtype = build_model(base_dir, config, device, plan, skeleton)
-    chosen = prepare_for_training(model, dtype, device, widest_row)
+    chosen = prepare_for_training(model, dtype, device)
     params = [p for p in model.parameters() if p.requires_grad]
     names = [n for n, p in model.named_parameters() if p.requires_grad]
     # Fused: one kernel for every adapter tensor's update instead of a loop of small ops.
@@ -277,8 +275,10 @@ def train(trainee: Trainee, dataset: Any, stream: StepStream, run: Run, total: i
         padding = pad_share_of(stream.first_epoch, stream.lengths, layout.block_len, layout.widths)
         log(f"batches: {layout.mode} ({rows}), padding {padding:.1%} "
             f"of an epoch's positions; {stream.per_step} micro-batches per step on {world} process(es)")
-        log(f"compute: {str(trainee.dtype).removeprefix('torch.')}, {trainee.compute['attention']} attention, "
+        attention = {"loraline_segments": "per-example"}.get(trainee.compute["attention"], trainee.compute["attention"])
+        log(f"compute: {str(trainee.dtype).removeprefix('torch.')}, {attention} attention, "
             f"{trainee.compute['sparse_dropout_layers']} adapter dropouts drawn sparsely, "
+            f"{trainee.compute['fused_lora_layers']} LoRA updates fused into one matmul, "
             f"{trainee.compute['frozen_weights_in_compute_dtype']} frozen weights kept in the compute dtype")
     ids, labels = dataset["input_ids"], dataset["labels"]
     trainee.model.train()

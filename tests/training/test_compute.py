@@ -1,6 +1,7 @@
 """How the training step computes (assets/training/compute.py, assets/training/dropout.py): sparse
 dropout has nn.Dropout's distribution and gradient, bf16 keeps the frozen weights and the forward in
-bf16 while the adapters train in float32."""
+bf16 while the adapters train in float32. Attention and the fused LoRA forward: test_attention.py,
+test_fused_lora.py."""
 
 import math
 
@@ -71,8 +72,8 @@ def bf16_model(tiny_base):
 
 def test_prepare_for_training_keeps_frozen_weights_bf16_and_adapters_float32(bf16_model):
     model, dtype = bf16_model
-    chosen = prepare_for_training(model, dtype, "cpu", widest_row=256)
-    assert chosen["attention"] == "eager" and chosen["frozen_weights_in_compute_dtype"] > 0
+    chosen = prepare_for_training(model, dtype, "cpu")
+    assert chosen["attention"] == "loraline_segments" and chosen["fused_lora_layers"] > 0 and chosen["frozen_weights_in_compute_dtype"] > 0
     adapters = [p for p in model.parameters() if p.requires_grad]
     assert adapters and all(p.dtype == torch.float32 for p in adapters)
     frozen = [p for p in model.parameters() if not p.requires_grad and p.is_floating_point()]
@@ -87,7 +88,7 @@ def test_prepare_for_training_keeps_frozen_weights_bf16_and_adapters_float32(bf1
 
 def test_a_bf16_step_trains_the_float32_adapters(bf16_model):
     model, dtype = bf16_model
-    prepare_for_training(model, dtype, "cpu", widest_row=256)
+    prepare_for_training(model, dtype, "cpu")
     rows = toy_examples(8)
     batch = collate_rows([[{"input_ids": i, "labels": x}] for i, x in zip(rows["input_ids"], rows["labels"])], 258)
     model.train()
@@ -110,7 +111,6 @@ def test_float32_compute_is_left_alone():
         assert torch.is_autocast_enabled("cpu")
 
 
-def test_eager_attention_only_on_a_cpu_and_for_rows_it_can_hold():
-    assert attention_for("cpu", 512) == "eager"
-    assert attention_for("cpu", 8192) == "sdpa"  # eager would store heads x 8192^2 scores a layer
-    assert attention_for("cuda:0", 512) == "sdpa"
+def test_segment_attention_only_on_a_cpu():
+    assert attention_for("cpu") == "loraline_segments"
+    assert attention_for("cuda:0") == "sdpa"

@@ -105,7 +105,8 @@ def test_progress_lines_and_report(tiny_base, tmp_path):
     lines = []
     report = train_qlora(tiny_base, toy_dataset(60), tmp_path / "a", tmp_path / "c", QLoraConfig(**QUICK), "cpu", log=lines.append)
     assert lines[0].startswith("batches: blocks (rows of ") and "micro-batches per step on 1 process(es)" in lines[0]
-    assert lines[1].startswith(f"compute: {report.compute_dtype}, eager attention, ") and "adapter dropouts drawn sparsely" in lines[1]
+    assert lines[1].startswith(f"compute: {report.compute_dtype}, per-example attention, ") and "adapter dropouts drawn sparsely" in lines[1]
+    assert "LoRA updates fused into one matmul" in lines[1]
     assert lines[2] == "training: 6 steps, starting at step 0"
     assert [line.split()[1] for line in lines[3:]] == ["2/6", "4/6", "6/6"]
     assert all(" loss " in line and " lr " in line and "tok/s" in line and "s left" in line for line in lines[3:])
