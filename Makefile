@@ -29,10 +29,12 @@ install: $(VENV)/.installed
 demo: install
 	$(BIN)/python -m pipelines.demo
 
+# `dg dev` (Dagster 1.13's successor to `dagster dev`) loads this dg project ([tool.dg] in
+# pyproject.toml); VIRTUAL_ENV names the venv it runs from, so dg does not warn of a mismatch.
 ui: install
 	mkdir -p $(DAGSTER_HOME)
 	cp -n dagster.yaml $(DAGSTER_HOME)/dagster.yaml
-	$(BIN)/dagster dev -h 127.0.0.1 -p 3000
+	VIRTUAL_ENV=$(abspath $(VENV)) $(BIN)/dg dev --host 127.0.0.1 --port 3000
 
 # Promote the gated adapters into the registry (a no-op when nothing changed), then serve them:
 # one base, one adapter per domain, OpenAI-compatible, on http://127.0.0.1:8000.
@@ -45,10 +47,12 @@ serve: install
 test: install
 	$(BIN)/pytest -q $(PYTEST_ARGS)
 
-# Style (ruff: pycodestyle, pyflakes, import order) and the floors of the code (tests/layers.py).
+# Style (ruff: pycodestyle, pyflakes, import order), the floors of the code (tests/layers.py), and
+# `dg check defs` (the definitions load and every component validates).
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/python tests/layers.py
+	VIRTUAL_ENV=$(abspath $(VENV)) $(BIN)/dg check defs
 
 # The fast tier: pure code in the test process, under a minute.
 test-unit: install

@@ -1,4 +1,4 @@
-"""The Dagster entry point: `dagster dev` loads `defs` from here (see workspace.yaml)."""
+"""The Dagster entry point: `dg dev`, `dg check defs` and `dagster dev` load `defs` from here ([tool.dg] and [tool.dagster] in pyproject.toml)."""
 
 import dagster as dg
 
@@ -11,7 +11,7 @@ from assets.release.gguf.assets import gguf_export
 from assets.serving.assets import adapter_registry
 from assets.tokenization.assets import training_dataset
 from assets.training.assets import qlora_adapter
-from pipelines.environment import resources_for
+from pipelines.environment import executor_for, resources_for
 from pipelines.jobs import base_model_job, domain_finetune_job, registry_job
 from pipelines.promotion import promote_after_training
 from pipelines.sensors import landing_zone_sensor
@@ -22,8 +22,5 @@ defs = dg.Definitions(
     jobs=[domain_finetune_job, base_model_job, registry_job],
     sensors=[landing_zone_sensor, promote_after_training],
     resources=resources_for(),
-    # Every step of a run in the run's own process (one process per run, not one per step: 3-5 s
-    # each on 2 cores). Training, the heavy and long step, still runs in its own Pipes subprocess
-    # (ComputeSettings.training_launcher), so a crash or memory spike there ends that process only.
-    executor=dg.in_process_executor,
+    executor=executor_for(),  # LORALINE_ENV: in the run's process locally, a pod per step on Kubernetes (pipelines/environment.py)
 )

@@ -1,6 +1,6 @@
-"""The Dagster UI, used as a person would: a real `dagster dev`, a real browser, no mocks.
+"""The Dagster UI, used as a person would: a real `dg dev`, a real browser, no mocks.
 
-Phase A drops a domain folder into the landing root while `dagster dev` runs and waits, doing
+Phase A drops a domain folder into the landing root while `dg dev` runs and waits, doing
 nothing else, until the landing sensor has turned it into a merged model. Phase B opens the UI in
 headless Chromium: the asset graph with its stage groups, the domain's partition, a
 materialization launched from the Materialize dialog and followed to its successful run, and the
@@ -29,7 +29,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "test-artifacts" / "ui"
-DAGSTER = Path(sys.executable).parent / "dagster"
+DG = Path(sys.executable).parent / "dg"
 CHROMIUM = os.environ.get("LORALINE_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
@@ -49,10 +49,10 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-# --- dagster dev -------------------------------------------------------------------------------
+# --- dg dev -------------------------------------------------------------------------------
 
 class DagsterDev:
-    """A running `dagster dev` and what the test needs to talk to it."""
+    """A running `dg dev` and what the test needs to talk to it."""
 
     def __init__(self, url: str, log: Path, landing: Path, artifacts: Path, home: Path) -> None:
         self.url, self.log, self.landing, self.artifacts, self.home = url, log, landing, artifacts, home
@@ -63,7 +63,7 @@ class DagsterDev:
 
     def why(self, message: str) -> str:
         """An assertion message that says where to look."""
-        return f"{message}\n(dagster dev log: {self.log}; screenshots: {ARTIFACTS})\nlast log lines:\n{self.log_tail()}"
+        return f"{message}\n(dg dev log: {self.log}; screenshots: {ARTIFACTS})\nlast log lines:\n{self.log_tail()}"
 
     def graphql(self, query: str, variables: dict | None = None) -> dict:
         request = urllib.request.Request(
@@ -125,7 +125,7 @@ def free_port() -> int:
 def stop_process_group(process: subprocess.Popen) -> None:
     """SIGTERM to the whole group, then SIGKILL to whatever is left after a grace period.
 
-    `dagster dev` handles SIGTERM as Ctrl-C and stops its webserver, daemon and code servers (in a
+    `dg dev` handles SIGTERM as Ctrl-C and stops its webserver, daemon and code servers (in a
     shell's background job both signals are ignored, hence the process group and the SIGKILL).
     """
     for sig, grace_s in ((signal.SIGTERM, 20), (signal.SIGKILL, 10)):
@@ -136,7 +136,7 @@ def stop_process_group(process: subprocess.Popen) -> None:
         try:
             process.wait(timeout=grace_s)
         except subprocess.TimeoutExpired:
-            print(f"\n[ui] dagster dev still running {grace_s}s after {sig.name}")
+            print(f"\n[ui] dg dev still running {grace_s}s after {sig.name}")
             continue
         # The leader is gone; its children (webserver, daemon, code servers, run workers) may not be.
         deadline = time.monotonic() + grace_s
@@ -175,24 +175,26 @@ def dagster_dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DagsterDev
         "LORALINE_BASE_MODEL": "builtin:tiny-llama",
         "HF_HUB_DISABLE_PROGRESS_BARS": "1",
         "HF_DATASETS_DISABLE_PROGRESS_BARS": "1",
+        # `dg dev` runs the project ([tool.dg] in pyproject.toml) from the venv named here, as `make ui` does.
+        "VIRTUAL_ENV": sys.prefix,
     }
     env.pop("LORALINE_ENV", None)
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
-            [str(DAGSTER), "dev", "-h", "127.0.0.1", "-p", str(port), "-w", str(REPO / "workspace.yaml")],
+            [str(DG), "dev", "--host", "127.0.0.1", "--port", str(port)],
             cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
         )
     server = DagsterDev(f"http://127.0.0.1:{port}", log_path, landing, artifacts, home)
     try:
         def answers() -> bool:
-            assert process.poll() is None, server.why(f"dagster dev exited with {process.returncode}")
+            assert process.poll() is None, server.why(f"dg dev exited with {process.returncode}")
             try:
                 with urllib.request.urlopen(f"{server.url}/server_info", timeout=5) as response:
                     return response.status == 200
             except (urllib.error.URLError, ConnectionError, TimeoutError):
                 return False
 
-        poll("dagster dev to answer HTTP", answers, SERVER_TIMEOUT_S, 1.0, server.why)
+        poll("dg dev to answer HTTP", answers, SERVER_TIMEOUT_S, 1.0, server.why)
         yield server
     finally:
         stop_process_group(process)
