@@ -25,12 +25,14 @@ from pydantic import Field
 from resources.lineage import Step, latest_materialization, upstream_data_version
 from resources.storage import ArtifactStore
 
-URI_VARIABLE = "LORALINE_MLFLOW_TRACKING_URI"
+URI_VARIABLE = "LORALINE_MLFLOW_TRACKING_URI"  # names the store and turns tracking on
+MLFLOW_VARIABLE = "MLFLOW_TRACKING_URI"  # MLflow's own: names the store when tracking is on, turns nothing on
 STORE_FOLDER = "mlflow"  # beside the artifacts root: <root>/../mlflow/mlflow.db and .../artifacts
 TAG_PREFIX = "dagster."
 ADAPTER_VERSION_TAG = "dagster.data_version.qlora_adapter"  # how an evaluation finds its adapter's run
 METRICS_PER_BATCH, PARAMS_PER_BATCH = 1000, 100  # MLflow's limits per log_batch call
 PARAM_CHARS = 6000  # MLflow's limit on a param value
+METRIC_NAMES = {"loss": "train_loss"}  # history keys renamed beside the eval_loss_* an evaluation adds
 
 
 class ExperimentTracking(dg.ConfigurableResource):
@@ -46,7 +48,8 @@ class ExperimentTracking(dg.ConfigurableResource):
         "",
         description="MLflow tracking URI: a server (http://host:5000) or a local SQLite store "
         "(sqlite:////abs/path/mlflow.db, artifacts in an `artifacts` folder beside the file). Empty: "
-        "$LORALINE_MLFLOW_TRACKING_URI, else sqlite in `mlflow/` beside the artifacts root (data/mlflow/mlflow.db). "
+        "$LORALINE_MLFLOW_TRACKING_URI, else $MLFLOW_TRACKING_URI, else SQLite in `mlflow/` beside the artifacts root "
+        "(data/mlflow/mlflow.db). "
         "MLflow 3 refuses its old file: store by default, hence SQLite.",
     )
     experiment: str = Field(
@@ -79,7 +82,7 @@ class ExperimentTracking(dg.ConfigurableResource):
         return self.enabled or bool(os.environ.get(URI_VARIABLE))
 
     def resolved_uri(self) -> str:
-        return self.tracking_uri or os.environ.get(URI_VARIABLE) or default_store_uri()
+        return self.tracking_uri or os.environ.get(URI_VARIABLE) or os.environ.get(MLFLOW_VARIABLE) or default_store_uri()
 
     def log_training(self, step: Step, report: dict, adapter_dir: Path, **params: Any) -> dict:
         """One MLflow run for a trained adapter: its settings, `params` and the base model as params,
@@ -163,8 +166,10 @@ class ExperimentTracking(dg.ConfigurableResource):
         uri = self.resolved_uri()
         try:
             with self._bounded_requests():
-                from mlflow import MlflowClient
-
+                try:
+                    from mlflow import MlflowClient
+                except ImportError as error:
+                    raise ImportError("mlflow is not installed; install the tracking extra: pip install 'loraline[tracking]'") from error
                 if uri.startswith("sqlite:///"):
                     _sqlite_file(uri).parent.mkdir(parents=True, exist_ok=True)
                 return log(MlflowClient(tracking_uri=uri))
@@ -236,9 +241,10 @@ def flat_params(settings: dict, prefix: str = "") -> dict[str, str]:
 
 
 def step_metrics(report: dict) -> list[tuple[str, float, int]]:
-    """(name, value, optimiser step) of the loss curve the trainer kept (every logging_steps)."""
-    return [(name, float(point[key]), int(point["step"])) for point in report["loss_history"]
-            for name, key in (("train_loss", "loss"), ("learning_rate", "learning_rate"))]
+    """(name, value, optimiser step) of every number the trainer kept per logged step (every
+    logging_steps): loss (as train_loss), learning_rate, and whatever else a history point holds."""
+    return [(METRIC_NAMES.get(key, key), float(value), int(point["step"])) for point in report["loss_history"]
+            for key, value in point.items() if key != "step" and isinstance(value, (int, float))]
 
 
 def summary_metrics(report: dict) -> dict[str, float]:
