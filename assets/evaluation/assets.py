@@ -15,6 +15,7 @@ from resources.compute import ComputeSettings
 from resources.landing import LandingZone
 from resources.lineage import DATA_VERSION_TAG, begin, kept_merged_model, latest_record, upstream_data_version, upstream_path
 from resources.storage import ArtifactStore
+from resources.tracking import ExperimentTracking
 
 
 class EvaluationRunConfig(dg.Config, EvaluationConfig):
@@ -43,7 +44,8 @@ UPSTREAM = {"qlora_adapter": True, "training_dataset": True, "base_model": False
                                    "evaluation.gate_metric names a task metric, its score is >= the base's + gate_margin.")],
 )
 def adapter_evaluation(
-    context: dg.AssetExecutionContext, config: EvaluationRunConfig, landing: LandingZone, artifacts: ArtifactStore, compute: ComputeSettings
+    context: dg.AssetExecutionContext, config: EvaluationRunConfig, landing: LandingZone, artifacts: ArtifactStore, compute: ComputeSettings,
+    tracking: ExperimentTracking,
 ) -> dg.MaterializeResult:
     """Eval loss, perplexity and bits per byte of the base and of base + adapter on the same held-out
     tokens; exact match and ROUGE-L of their greedy answers to held-out prompts (instruction and chat
@@ -65,6 +67,7 @@ def adapter_evaluation(
     description = f"{decided}; " + ("passed" if passed else f"failed: adapter not merged; {kept_merged_model(context)}")
     (context.log.info if passed else context.log.error)(f"domain {context.partition_key!r}: adapter_beats_base {description}")
     metadata = _metadata(location, report, passed, adapter_dir, step.settings) | _scored_versions(context, step.settings, compute.resolved_device())
+    metadata |= tracking.log_evaluation(step, report.numbers() | {"adapter_beats_base": passed}, location)
     check = dg.AssetCheckResult(check_name="adapter_beats_base", passed=passed, severity=dg.AssetCheckSeverity.ERROR, description=description)
     return step.publish(metadata, [check])
 

@@ -15,6 +15,7 @@ from resources.compute import ComputeSettings
 from resources.landing import LandingZone
 from resources.lineage import begin
 from resources.storage import ArtifactStore
+from resources.tracking import ExperimentTracking
 
 
 class QLoraRunConfig(dg.Config, QLoraConfig):
@@ -41,6 +42,7 @@ def qlora_adapter(
     artifacts: ArtifactStore,
     compute: ComputeSettings,
     pipes_subprocess_client: dg.PipesSubprocessClient,
+    tracking: ExperimentTracking,
 ) -> dg.MaterializeResult:
     """QLoRA: the base frozen in 4-bit NF4 (bitsandbytes, double quantization), LoRA adapters
     (peft) trained on packed examples; by default in a Dagster Pipes subprocess (or `torchrun`
@@ -62,7 +64,8 @@ def qlora_adapter(
         report = compute.train(context, pipes_subprocess_client, request, run_in_process=run_request)
     if not remove_checkpoints(checkpoints):  # the adapter is published; its scratch goes, unless another attempt holds it
         context.log.warning(f"domain {domain!r}: checkpoints {checkpoints} kept: another attempt holds them")
-    return step.publish(_metadata(report, location, compute.resolved_device(), compute.training_launcher, step.settings))
+    tracked = tracking.log_training(step, report, location, device=compute.resolved_device(), launcher=compute.training_launcher)
+    return step.publish(_metadata(report, location, compute.resolved_device(), compute.training_launcher, step.settings) | tracked)
 
 
 def _metadata(report: dict, location: Path, device: str, launcher: str, settings: QLoraConfig) -> dict:
