@@ -18,6 +18,7 @@ from resources.compute import ComputeSettings
 from resources.landing import LandingZone
 from resources.registry import AdapterRegistry
 from resources.storage import ArtifactStore
+from resources.tracking import ExperimentTracking
 
 ENVIRONMENTS = ("local", "k8s")
 # The steps in the `accelerator` pool (their asset decorators): GPU pods under the k8s executor.
@@ -38,6 +39,7 @@ def resources_for(environment: str | None = None) -> dict:
         "base_model_source": BaseModelSource(),
         "compute": compute_for(environment),
         "registry": AdapterRegistry(),
+        "tracking": ExperimentTracking(),  # MLflow, off unless enabled or LORALINE_MLFLOW_TRACKING_URI is set
         # Out-of-process training for the 'subprocess' and 'torchrun' launchers; the 'k8s' launchers
         # start dagster-k8s' PipesK8sClient themselves (resources/k8s_launch.py).
         "pipes_subprocess_client": dg.PipesSubprocessClient(),

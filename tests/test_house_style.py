@@ -12,7 +12,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 WRAPPER_NAMES = {"assets.py", "checks.py"}
 PIPES_ENTRIES = {"__main__.py"}  # processes launched through Dagster Pipes: dagster_pipes, never dagster
-HEAVY = ("torch", "transformers", "peft", "bitsandbytes", "great_expectations")
+HEAVY = ("torch", "transformers", "peft", "bitsandbytes", "great_expectations", "mlflow", "kubernetes", "s3fs")
 
 
 def python_files(*packages: str) -> list[Path]:
