@@ -9,7 +9,8 @@ test compares the two on every kind of row. What changes is only how the work is
   skipping transformers' per-token conversion to Python lists of dicts;
 - labels come from the token offsets with numpy (`supervise_spans` walks token by token in Python);
 - a conversation longer than max_seq_len is split by the reference's greedy, deciding on token
-  counts without offsets (splitting.py; both build on encoding.py's primitives); only the
+  counts (splitting.py; both build on encoding.py's primitives), most of them taken from an
+  encoding made already (prefixes.py) rather than by encoding every candidate part; only the
   examples it keeps are labelled.
 Rows off the common path (a template that refuses, moves or drops a turn, a slow tokenizer without
 offsets) go through the per-row reference code, so what they become cannot drift from it.
@@ -25,7 +26,7 @@ from assets.models.chat_format import (
     ChatFormat,
     fold_system,
 )
-from assets.tokenization.encoding import Chat, Encoded, encodings, fast_backend, label, render_spans, supervised
+from assets.tokenization.encoding import Chat, Encoded, arrays, encodings, fast_backend, label, render_spans, supervised
 from assets.tokenization.formatting import EncodedRow, encode_chat, encode_text
 from assets.tokenization.splitting import in_step, split
 
@@ -82,16 +83,18 @@ def _encode_chats(tokenizer: Any, backend: Any, fmt: ChatFormat, roles: list[lis
     for i in pending.keys() - ready.keys():  # refused, or the template moved things: the reference path
         out[i] = Encoded.of(encode_chat(tokenizer, fmt, roles[i], contents[i], max_seq_len))
     order = sorted(ready)
-    splits = {}
+    splits, wholes = {}, {}
     for i, encoding in encodings(backend, [ready[i].text for i in order], order, tokenizer.split_special_tokens):
         chat = ready[i]
-        ids, labels = label(tokenizer, fmt, chat, encoding)
+        raw_ids, offsets = arrays(encoding)
+        ids, labels = label(tokenizer, fmt, chat, raw_ids, offsets)
         if len(ids) > max_seq_len:
             splits[i] = split(tokenizer, fmt, roles[i], contents[i], chat.folded, max_seq_len, chat.text, len(ids) / max(len(chat.text), 1))
+            wholes[i] = (chat.text, raw_ids, offsets)  # the split's first parts are likely prefixes of it
         elif supervised(labels):
             out[i] = Encoded([(ids, labels, False)], system_folded=chat.folded)
         else:
             out[i] = Encoded(rejected="the conversation has no assistant turn to learn from", system_folded=chat.folded)
-    for i, encoded in in_step(tokenizer, fmt, splits, max_seq_len).items():
+    for i, encoded in in_step(tokenizer, fmt, splits, max_seq_len, wholes).items():
         out[i] = encoded
     return out  # type: ignore[return-value]

@@ -94,16 +94,17 @@ class Chat:
 
     messages: list[dict[str, str]]  # as rendered (system folded where it has to be)
     folded: bool
-    text: str = ""
+    text: str = ""  # the plain rendering (may be set beforehand, where it is already known)
     spans: list[tuple[int, int]] | None = None
 
 
 def render_spans(tokenizer: Any, fmt: ChatFormat, chats: dict[int, Chat], check_system: bool = True) -> None:
     """render_row (check_system) + render_with_spans for each chat; a chat left with spans None
-    (refused, or the template dropped its system prompt) takes the reference path."""
+    (refused, or the template dropped its system prompt) takes the reference path. A chat whose
+    text is set already holds its plain rendering (only the marked one is rendered)."""
     render = renderer(tokenizer, fmt)
     for chat in chats.values():
-        text = render(chat.messages)
+        text = chat.text or render(chat.messages)  # a plain rendering already made is not made again
         if text is None:
             continue
         if check_system and not chat.folded and any(m["content"] not in text for m in chat.messages if m["role"] == "system"):
@@ -171,11 +172,17 @@ def renderer(tokenizer: Any, fmt: ChatFormat) -> Any:
     return chosen
 
 
-def label(tokenizer: Any, fmt: ChatFormat, chat: Chat, encoding: Any) -> tuple[np.ndarray, np.ndarray]:
-    """render_conversation's ids and labels from one encoding: supervise_spans with numpy, then EOS and BOS."""
+def arrays(encoding: Any) -> tuple[np.ndarray, np.ndarray]:
+    """An encoding's ids (int64) and character offsets (n x 2 int64) as numpy arrays."""
     ids = np.array(encoding.ids, dtype=np.int64)
     # fromiter over the flattened pairs: ~2x faster than np.array on a list of tuples.
     offsets = np.fromiter(chain.from_iterable(encoding.offsets), dtype=np.int64, count=2 * len(ids)).reshape(-1, 2)
+    return ids, offsets
+
+
+def label(tokenizer: Any, fmt: ChatFormat, chat: Chat, ids: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """render_conversation's ids and labels from one encoding of chat.text (`arrays`): supervise_spans
+    with numpy, then EOS and BOS."""
     mask, ended = _supervise(ids, offsets, chat.text, chat.spans, fmt.special_ids)
     labels = np.where(mask, ids, IGNORE_INDEX)
     if chat.spans and chat.messages[-1]["role"] == "assistant" and not ended[-1] and tokenizer.eos_token_id is not None:
