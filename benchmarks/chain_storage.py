@@ -3,6 +3,7 @@
     python benchmarks/chain_storage.py [--rows 40] [--max-steps 10]
 
 - local: the Dagster instance on SQLite (a fresh DAGSTER_HOME) and landing + artifacts on local disk;
+- sqlite + s3: SQLite, landing + artifacts in an S3 bucket (the storage cost alone);
 - team:  the instance on PostgreSQL (deploy/dagster.yaml, a throwaway server from
   tests/deploy/postgres_server.py) and landing + artifacts in an S3 bucket (moto's S3 server,
   tests/deploy/s3_server.py), reached through s3fs with the standard AWS variables.
@@ -64,6 +65,9 @@ def worker(root: Path, rows: int, max_steps: int, wipe_cache: bool) -> dict:
             timings[label] = time.perf_counter() - started
             if not result.success:
                 raise SystemExit(f"{label}: the chain failed")
+            if label == "chain_s":  # where the time went: each step's own duration
+                timings["steps_s"] = {event.step_key: round(event.event_specific_data.duration_ms / 1000, 2)
+                                      for event in result.all_events if event.event_type_value == "STEP_SUCCESS"}
         record = instance.fetch_materializations(
             dg.AssetRecordsFilter(asset_key=dg.AssetKey("merged_model"), asset_partitions=["support"]), limit=1).records[0]
         timings["merged_model"] = record.asset_materialization.metadata["path"].value
@@ -76,6 +80,8 @@ def run_setup(name: str, env: dict[str, str], root: Path, args: argparse.Namespa
     if dagster_yaml is not None:
         shutil.copyfile(dagster_yaml, root / "home" / "dagster.yaml")
     env = {**os.environ, **env, "DAGSTER_HOME": str(root / "home"), "LORALINE_CACHE_DIR": str(root / "cache")}
+    if dagster_yaml is not None:
+        env.setdefault("LORALINE_COMPUTE_LOGS_DIR", str(root / "compute_logs"))  # deploy/dagster.yaml reads it
     env.pop("LORALINE_BASE_MODEL", None)
     command = [sys.executable, __file__, "--worker", str(root), "--rows", str(args.rows), "--max-steps", str(args.max_steps)]
     if "://" in env["LORALINE_ARTIFACTS_DIR"]:
@@ -108,6 +114,8 @@ def main() -> None:
         s3 = stack.enter_context(running_s3(tmp / "moto.log"))
         s3.make_bucket(BUCKET)
         team = {**s3.env, "LORALINE_LANDING_DIR": f"s3://{BUCKET}/landing", "LORALINE_ARTIFACTS_DIR": f"s3://{BUCKET}/artifacts"}
+        results.append(run_setup("sqlite + s3 (moto)", {**team, "LORALINE_LANDING_DIR": f"s3://{BUCKET}/landing-1",
+                                                         "LORALINE_ARTIFACTS_DIR": f"s3://{BUCKET}/artifacts-1"}, tmp / "s3", args))
         database = "sqlite"
         try:
             from postgres_server import PostgresUnavailable, running_postgres
@@ -127,6 +135,10 @@ def main() -> None:
     for row in results:
         wiped = f"{row['rerun_cold_cache_s']:.1f}s" if "rerun_cold_cache_s" in row else "-"
         print(f"{row['setup']:<28} {row['base_model_s']:>9.1f}s {row['chain_s']:>7.1f}s {row['rerun_s']:>7.1f}s {wiped:>19}")
+    steps = sorted({step for row in results for step in row["steps_s"]})
+    print(f"\n{'first chain, per step':<28}" + "".join(f" {row['setup'][:22]:>23}" for row in results))
+    for step in steps:
+        print(f"{step:<28}" + "".join(f" {row['steps_s'].get(step, 0):>22.1f}s" for row in results))
     print(f"merged model: {results[-1]['merged_model']}")
     print(json.dumps({"benchmark": "chain_storage", "rows": args.rows, "max_steps": args.max_steps, "results": results}))
 
