@@ -125,12 +125,12 @@ def run_raw(rows: Path, tokenizer_dir: Path, limit_mb: float | None) -> dict:
             size += sum(len(c.encode()) for c in contents)
         if limit_mb and size >= limit_mb * 2**20:
             break
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     tokens = 0
     for i in range(0, len(texts), 2000):
         encoded = tokenizer(texts[i:i + 2000], add_special_tokens=False, return_offsets_mapping=True)
         tokens += sum(len(ids) for ids in encoded["input_ids"])
-    seconds = time.perf_counter() - started
+    seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
     # For reference: the Rust encoder alone (no transformers wrapper) on the first ~20 MB of texts,
     # what our path calls; transformers' conversion to Python lists is most of the raw time.
     sample, sample_bytes = [], 0
@@ -143,7 +143,7 @@ def run_raw(rows: Path, tokenizer_dir: Path, limit_mb: float | None) -> dict:
     for i in range(0, len(sample), 2000):
         tokenizer._tokenizer.encode_batch(sample[i:i + 2000], add_special_tokens=False)
     rust = sample_bytes / 2**20 / (time.perf_counter() - started)
-    return {"seconds": seconds, "texts_mb": size / 2**20, "tokens": tokens, "rust_rendered_mb_per_s": rust}
+    return {"seconds": seconds, "cpu_seconds": cpu_seconds, "texts_mb": size / 2**20, "tokens": tokens, "rust_rendered_mb_per_s": rust}
 
 
 def run_new(rows: Path, tokenizer_dir: Path, out: Path, workers: int | None) -> dict:
@@ -174,8 +174,9 @@ def run_old(rows: Path, tokenizer_dir: Path, out: Path) -> dict:
 
 class PssSampler:
     """Peak of this process's plus its children's PSS (proportional set size, /proc/<pid>/smaps_rollup),
-    sampled every 0.2 s: shared pages (torch's and the tokenizer's libraries, which every worker maps)
-    counted once, unlike a sum of RSS."""
+    sampled every 0.5 s: shared pages (torch's and the tokenizer's libraries, which every worker maps)
+    counted once, unlike a sum of RSS. (Each read walks the process's mappings, ~2 ms: every 0.2 s
+    for three processes it took ~3% of a core from the run it measured.)"""
 
     def __init__(self) -> None:
         import threading
@@ -186,7 +187,7 @@ class PssSampler:
         self.thread.start()
 
     def _run(self) -> None:
-        while not self.stop.wait(0.2):
+        while not self.stop.wait(0.5):
             pids = [os.getpid()]
             try:
                 pids += [int(p) for p in Path(f"/proc/{os.getpid()}/task/{os.getpid()}/children").read_text().split()]
@@ -223,6 +224,7 @@ def _in_process(name: str, args: argparse.Namespace) -> None:
     # alone): unlike wall time, it does not depend on what else the machine runs.
     result["worker_cpu_s"] = children.ru_utime + children.ru_stime if result.get("workers", 1) > 1 else \
         sum(resource.getrusage(resource.RUSAGE_SELF)[:2])
+    result["parent_cpu_s"] = sum(resource.getrusage(resource.RUSAGE_SELF)[:2])  # reading, writing, the pool's traffic
     child = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # the largest worker's, not a sum
     # Every worker counted at the largest one's peak: an upper bound of what the pool held at once.
     result |= {"parent_rss_mb": own, "worker_rss_mb": child, "peak_rss_mb": own + result.get("workers", 0) * child,
@@ -312,6 +314,12 @@ def main() -> None:
               f"(parent {new['parent_rss_mb']:.0f} MB + {new['workers']} x largest worker {new['worker_rss_mb']:.0f} MB; "
               f"peak PSS of all of them, shared pages once: {new['peak_pss_mb']:.0f} MB); "
               f"workers' CPU {new['worker_cpu_s']:.0f} s, {size_mb / new['worker_cpu_s']:.2f} MB per CPU-second")
+        # CPU seconds per MB, all processes and threads: unlike the wall-time ratio, it hardly moves with
+        # what else runs on the machine (raw and new are timed minutes apart on shared cores).
+        new_cpu = new["worker_cpu_s"] + (new["parent_cpu_s"] if new["workers"] > 1 else 0.0)
+        cpu_ratio = (raw["cpu_seconds"] / raw["texts_mb"]) / (new_cpu / size_mb)
+        print(f"  CPU: raw {raw['cpu_seconds']:.0f} s, new {new_cpu:.0f} s (parent {new['parent_cpu_s']:.0f} s); "
+              f"ratio of CPU-seconds per MB, raw over new: {cpu_ratio:.2f}")
         if old is not None:
             old_rate = small_mb / old["seconds"]
             print(f"  old (per row, in memory) on {small_mb:.1f} MB: {old['seconds']:.1f} s, {old_rate:.2f} MB/s, peak RSS "
@@ -324,7 +332,9 @@ def main() -> None:
                        "peak_pss_mb": round(new["peak_pss_mb"], 1), "rust_encode_mb_per_s": round(raw["rust_rendered_mb_per_s"], 3),
                        "workers": new["workers"], "parent_rss_mb": round(new["parent_rss_mb"], 1),
                        "worker_rss_mb": round(new["worker_rss_mb"], 1), "worker_cpu_s": round(new["worker_cpu_s"], 1),
-                       "mb_per_worker_cpu_s": round(size_mb / new["worker_cpu_s"], 3)}
+                       "mb_per_worker_cpu_s": round(size_mb / new["worker_cpu_s"], 3), "parent_cpu_s": round(new["parent_cpu_s"], 1),
+                       "raw_cpu_s": round(raw["cpu_seconds"], 1), "cpu_ratio_vs_raw": round(cpu_ratio, 3),
+                       "load_average": round(os.getloadavg()[0], 2)}
             if old is not None:
                 summary |= {"old_mb_per_s": round(small_mb / old["seconds"], 3), "old_peak_rss_mb": round(old["peak_rss_mb"], 1),
                             "old_measured_mb": round(small_mb, 1)}

@@ -50,6 +50,36 @@ class Chunk:
     rows: int
     text_bytes: int
 
+    def __reduce__(self) -> tuple:
+        """Pickled (worker -> parent) with each labels column as the mask of supervised tokens: a label
+        is its token's id or IGNORE_INDEX, so one byte a token says what eight did (the pipe carried
+        about 13 bytes per byte of text, most of it labels; the parent rebuilds them with numpy)."""
+        compact = {split: _without_labels(batch) for split, batch in self.batches.items()}
+        return _with_labels, (compact, self.profile, self.rejected, self.counts, self.rows, self.text_bytes)
+
+
+def _without_labels(batch: Any) -> tuple[Any, Any, np.ndarray]:
+    from assets.models.batches import IGNORE_INDEX
+
+    labels = batch.column("labels")
+    mask = labels.values.to_numpy() != IGNORE_INDEX
+    return batch.schema, batch.drop_columns(["labels"]), mask
+
+
+def _with_labels(compact: dict[str, tuple[Any, Any, np.ndarray]], *rest: Any) -> Chunk:
+    import pyarrow as pa
+
+    from assets.models.batches import IGNORE_INDEX
+
+    batches = {}
+    for split, (schema, batch, mask) in compact.items():
+        ids = batch.column("input_ids")
+        labels = np.where(mask, ids.values.to_numpy().astype(np.int64), IGNORE_INDEX)
+        columns = {name: batch.column(name) for name in batch.schema.names}
+        columns["labels"] = pa.ListArray.from_arrays(ids.offsets, pa.array(labels))
+        batches[split] = pa.RecordBatch.from_arrays([columns[name] for name in schema.names], schema=schema)
+    return Chunk(batches, *rest)
+
 
 def encode_chunk(tokenizer: Any, fmt: Any, batch: Any, config: TokenizationConfig, schema: Any = None) -> Chunk:
     """One record batch of the clean corpus: split, encode, and lay out as Arrow columns (`schema`:

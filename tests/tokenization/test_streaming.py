@@ -216,3 +216,25 @@ def test_split_decisions_equal_the_reference_at_every_max_seq_len(template: str)
         assert chat_format(tokenizer).end_of_turn is None
     for max_seq_len in range(20, 140):
         assert_same_rows(tokenizer, LONG_CHATS, max_seq_len)
+
+
+def test_a_chunk_travels_with_its_labels_as_a_mask_and_arrives_whole() -> None:
+    """Workers send each labels column as the supervised mask (a label is its token's id or
+    IGNORE_INDEX); the parent gets back the same record batches, schema metadata included."""
+    import pickle
+
+    import pyarrow as pa
+
+    tokenizer = build_tokenizer()
+    chunk = streaming.encode_chunk(tokenizer, chat_format(tokenizer), frame(sample_rows(120, seed=6) + EDGE_ROWS).to_arrow().to_batches()[0],
+                                   TokenizationConfig(max_seq_len=96, eval_fraction=0.3))
+    data = pickle.dumps(chunk, protocol=pickle.HIGHEST_PROTOCOL)
+    back = pickle.loads(data)
+    for split in ("train", "eval"):
+        assert back.batches[split].num_rows > 0
+        assert back.batches[split].equals(chunk.batches[split])
+        assert back.batches[split].schema.equals(chunk.batches[split].schema, check_metadata=True)
+    labels = pa.concat_arrays([chunk.batches[s].column("labels").values for s in ("train", "eval")]).to_numpy()
+    assert len(data) < labels.nbytes  # the int64 labels did not travel
+    assert back.counts == chunk.counts and back.rejected == chunk.rejected and back.rows == chunk.rows
+    assert all(np.array_equal(back.profile[name], chunk.profile[name]) for name in chunk.profile)
