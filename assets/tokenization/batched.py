@@ -4,7 +4,9 @@ at the fast tokenizer's speed.
 `encode_record` is the reference (read it first); this module produces exactly its output, and a
 test compares the two on every kind of row. What changes is only how the work is done:
 - chat templates are rendered once per conversation (plain and with markers), not once per turn,
-  through the compiled template itself rather than `apply_chat_template`'s per-call copying;
+  through the compiled template itself rather than `apply_chat_template`'s per-call copying; a
+  conversation too long for max_seq_len whatever EOS is added gets no marked rendering nor labels
+  as a whole (only its parts do), once its answers are found in the plain rendering;
 - the rendered texts of a batch are encoded in one call of the Rust tokenizer (`encode_batch`),
   skipping transformers' per-token conversion to Python lists of dicts;
 - labels come from the token offsets with numpy (`supervise_spans` walks token by token in Python);
@@ -24,9 +26,11 @@ import numpy as np
 
 from assets.models.chat_format import (
     ChatFormat,
+    TemplateRefused,
     fold_system,
+    searched_spans,
 )
-from assets.tokenization.encoding import Chat, Encoded, arrays, encodings, fast_backend, label, render_spans, supervised
+from assets.tokenization.encoding import Chat, Encoded, arrays, encodings, fast_backend, label, render_spans, renderer, supervised
 from assets.tokenization.formatting import EncodedRow, encode_chat, encode_text
 from assets.tokenization.splitting import in_step, split
 
@@ -50,6 +54,16 @@ def encode_rows(tokenizer: Any, fmt: ChatFormat, kinds: list[str], roles: list[l
     for i, encoded in zip(chats, _encode_chats(tokenizer, backend, fmt, [roles[i] for i in chats], [contents[i] for i in chats], max_seq_len)):
         out[i] = encoded
     return out  # type: ignore[return-value]
+
+
+def _answers_found(chat: Chat) -> bool:
+    """Whether searched_spans finds every answer in the plain rendering (then render_with_spans finds
+    spans one way or the other and does not refuse the conversation)."""
+    try:
+        searched_spans(chat.text, [m["content"] for m in chat.messages if m["role"] == "assistant"])
+    except TemplateRefused:
+        return False
+    return True
 
 
 def _encode_texts(tokenizer: Any, backend: Any, fmt: ChatFormat, texts: list[str], max_seq_len: int) -> list[Encoded]:
@@ -78,23 +92,60 @@ def _encode_chats(tokenizer: Any, backend: Any, fmt: ChatFormat, roles: list[lis
             continue
         folded = "system" in row_roles and not fmt.accepts_system
         pending[i] = Chat(fold_system(messages) if folded else messages, folded)
-    render_spans(tokenizer, fmt, pending)
-    ready = {i: chat for i, chat in pending.items() if chat.spans is not None}
-    for i in pending.keys() - ready.keys():  # refused, or the template moved things: the reference path
-        out[i] = Encoded.of(encode_chat(tokenizer, fmt, roles[i], contents[i], max_seq_len))
+    render = renderer(tokenizer, fmt)
+    for i, chat in pending.items():  # the plain renderings (render_spans makes the marked ones, where needed)
+        text = render(chat.messages)
+        # Unrendered, or the template dropped the system prompt (render_row folds and renders again).
+        if text is not None and (chat.folded or all(m["content"] in text for m in chat.messages if m["role"] == "system")):
+            chat.text = text
+    ready = {i: chat for i, chat in pending.items() if chat.text}
+    elsewhere = sorted(pending.keys() - ready.keys())  # refused, or the template moved things: the reference path
     order = sorted(ready)
     splits, wholes = {}, {}
     for i, encoding in encodings(backend, [ready[i].text for i in order], order, tokenizer.split_special_tokens):
         chat = ready[i]
         raw_ids, offsets = arrays(encoding)
+        length = len(raw_ids) + (fmt.adds_bos and (not len(raw_ids) or raw_ids[0] != fmt.bos_id))
+        if length > max_seq_len and _answers_found(chat):
+            # Too long whatever EOS is added: split, without the spans and labels of the whole (the
+            # reference would find them, so it would not refuse the row either).
+            splits[i] = split(tokenizer, fmt, roles[i], contents[i], chat.folded, max_seq_len, chat.text, length / max(len(chat.text), 1))
+            wholes[i] = (chat.text, raw_ids, offsets)  # the split's parts are mostly pieces of it
+            continue
+        render_spans(tokenizer, fmt, {i: chat}, check_system=False)
+        if chat.spans is None:
+            elsewhere.append(i)
+            continue
         ids, labels = label(tokenizer, fmt, chat, raw_ids, offsets)
         if len(ids) > max_seq_len:
             splits[i] = split(tokenizer, fmt, roles[i], contents[i], chat.folded, max_seq_len, chat.text, len(ids) / max(len(chat.text), 1))
-            wholes[i] = (chat.text, raw_ids, offsets)  # the split's first parts are likely prefixes of it
+            wholes[i] = (chat.text, raw_ids, offsets)
         elif supervised(labels):
             out[i] = Encoded([(ids, labels, False)], system_folded=chat.folded)
         else:
             out[i] = Encoded(rejected="the conversation has no assistant turn to learn from", system_folded=chat.folded)
+    for i in elsewhere:
+        out[i] = Encoded.of(encode_chat(tokenizer, fmt, roles[i], contents[i], max_seq_len))
     for i, encoded in in_step(tokenizer, fmt, splits, max_seq_len, wholes).items():
         out[i] = encoded
     return out  # type: ignore[return-value]
+
+
+def _answers_found(chat: Chat) -> bool:
+    """Whether searched_spans finds every answer in the plain rendering (then render_with_spans finds
+    spans one way or the other and does not refuse the conversation)."""
+    try:
+        searched_spans(chat.text, [m["content"] for m in chat.messages if m["role"] == "assistant"])
+    except TemplateRefused:
+        return False
+    return True
+
+
+def _answers_found(chat: Chat) -> bool:
+    """Whether searched_spans finds every answer in the plain rendering (then render_with_spans finds
+    spans one way or the other and does not refuse the conversation)."""
+    try:
+        searched_spans(chat.text, [m["content"] for m in chat.messages if m["role"] == "assistant"])
+    except TemplateRefused:
+        return False
+    return True
