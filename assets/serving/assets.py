@@ -18,7 +18,7 @@ from assets.serving.registry import (
     vllm_problems,
     write_registry_file,
 )
-from resources.lineage import DATA_VERSION_TAG, latest_record
+from resources.lineage import DATA_VERSION_TAG, latest_record, local_copy
 from resources.registry import AdapterRegistry
 
 INPUT_VERSION_TAG = "dagster/input_data_version/"  # Dagster records each upstream's data version on a materialization
@@ -101,8 +101,9 @@ def _served_base(context: dg.AssetExecutionContext) -> dict[str, str]:
     if record is None:
         raise dg.Failure("base_model has not been materialized; materialize it first")
     meta = {k: v.value for k, v in record.asset_materialization.metadata.items()}
-    name = meta["spec"] if meta.get("source") == "hub" else meta["path"]
-    return {"name": name, "path": meta["path"], "fingerprint": meta["fingerprint"], "spec": meta["spec"]}
+    local = str(local_copy(meta["path"], "base_model"))
+    name = meta["spec"] if meta.get("source") == "hub" else local
+    return {"name": name, "path": local, "fingerprint": meta["fingerprint"], "spec": meta["spec"]}
 
 
 def _candidate(context: dg.AssetExecutionContext, domain: str) -> Candidate | None:
@@ -118,7 +119,7 @@ def _candidate(context: dg.AssetExecutionContext, domain: str) -> Candidate | No
     inputs = {k.removeprefix(INPUT_VERSION_TAG): v for k, v in tags.items() if k.startswith(INPUT_VERSION_TAG)}
     return Candidate(
         domain=domain,
-        adapter_path=adapter.asset_materialization.metadata["path"].value,
+        adapter_path=str(local_copy(adapter.asset_materialization.metadata["path"].value, "qlora_adapter")),
         adapter_version=version,
         base_fingerprint=inputs.get("base_model", "unknown"),
         passed_gate=passed,
