@@ -4,7 +4,7 @@ import dagster as dg
 
 from assets.corpora.assets import raw_corpus
 from assets.evaluation.assets import adapter_evaluation
-from assets.evaluation.leaderboard_assets import domain_leaderboard
+from assets.evaluation.cross_domain.assets import domain_leaderboard
 from assets.foundation.assets import base_model
 from assets.quality.assets import clean_corpus
 from assets.release.assets import merged_model
