@@ -16,6 +16,8 @@ an added token ends at `e` and at `x` (the search for added tokens starts afresh
 what follows is cut alike) and an edge is at `y`. That needs the token at each join to be one no
 other added token contains (no match could start before it and reach across the join) and no
 added token to strip whitespace (Phi-3's would reach across it); otherwise only prefixes are used.
+A piece is treated by where it starts only in one way, whether it starts the text (Metaspace's
+prepend_scheme "first"): a prefix keeps every position, and a join puts no piece at position 0.
 
 Only added tokens matched before normalization count (`normalized=False`: a normalized one is
 matched inside a normalized piece, which the cut would shorten), and none at all where the
