@@ -43,12 +43,13 @@ CPU_SPEC = dict(hidden_size=512, intermediate_size=1376, num_hidden_layers=4, nu
 GPU_SPEC = dict(hidden_size=2048, intermediate_size=5632, num_hidden_layers=22, num_attention_heads=32, num_key_value_heads=4, vocab_size=32000)
 SHOWN_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
 # The lever table: each row switches one more lever back on, from everything off to what ships.
-LEVERS = ("bf16_forward", "sparse_dropout", "segment_attention", "row_widths", "fused_adamw", "fused_lora")
+# Rows of several widths (packing.row_widths) are no lever on a CPU any more: with per-example attention
+# one width trains faster (compute.row_width_classes).
+LEVERS = ("bf16_forward", "sparse_dropout", "segment_attention", "fused_adamw", "fused_lora")
 LEVER_TEXT = {
     "bf16_forward": "frozen weights in bf16 + autocast over the forward",
     "sparse_dropout": "LoRA dropout drawn only where it drops",
     "segment_attention": "per-example attention instead of SDPA over whole packed rows",
-    "row_widths": "packed rows of 512/256/128 instead of 512 only",
     "fused_adamw": "fused AdamW",
     "fused_lora": "LoRA update fused into one matmul (no clone, scale or add passes)",
 }
@@ -140,7 +141,7 @@ def switch_off(levers: set[str]) -> None:
 
     import torch
 
-    from assets.training import compute, dropout, fused_lora, packing
+    from assets.training import compute, dropout, fused_lora
 
     if "bf16_forward" in levers:
         compute.keep_frozen_weights_in = lambda model, dtype: 0
@@ -149,8 +150,6 @@ def switch_off(levers: set[str]) -> None:
         dropout.install_sparse_dropout = lambda model: 0
     if "segment_attention" in levers:
         compute.attention_for = lambda device: "sdpa"
-    if "row_widths" in levers:
-        packing.row_widths = lambda block_len: (block_len,)
     if "fused_lora" in levers:
         fused_lora.install_fused_lora = lambda model: 0
     if "fused_adamw" in levers:
@@ -177,7 +176,7 @@ def run_contender(name: str, workdir: Path, steps: int, batch_size: int, device:
         report = train_qlora(workdir / "base", data, workdir / f"adapter-{name}", workdir / f"ckpt-{name}", config, device,
                              log=lambda line: print(line, file=sys.stderr))
         result = {"real_tokens": report.tokens_seen, "seconds": report.duration_s, "pad_share": report.pad_share,
-                  "layout": report.packing, "dtype": report.compute_dtype, "used": _used_lengths(report, data, config)}
+                  "layout": report.packing, "dtype": report.compute_dtype, "used": _used_lengths(report, data, config, device)}
     else:
         config = QLoraConfig(**settings)
         if name == "lora_bf16":  # GPU only: the same LoRA on an unquantised bf16 base, for peak memory
@@ -209,12 +208,12 @@ def run_contender(name: str, workdir: Path, steps: int, batch_size: int, device:
     return result
 
 
-def _used_lengths(report, data, config) -> list[int]:
+def _used_lengths(report, data, config, device) -> list[int]:
     """Lengths of the examples a loraline run trained on (for the FLOP count), from the same stream
     of micro-batches the recipe walked (a pure function of the lengths and the seed)."""
     from assets.training.recipe import setup_data
 
-    stream = setup_data(data, config, world=1)
+    stream = setup_data(data, config, world=1, device=device)
     used = [stream.lengths[i] for step in range(report.steps) for batch in stream.step(step) for row in batch for i in row]
     assert sum(used) == report.tokens_seen, "the replayed stream is not the one trained on"
     return used

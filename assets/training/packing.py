@@ -48,16 +48,18 @@ LENGTH_WINDOW = 50  # micro-batches per by_length sorting window: long enough to
 # 512/256/128 pad 0.66% of the positions (one width: 0.29%) and cut the mean row width a token sits
 # in from 512 to 273; adding 64 cut it only to 267 but padded 2.1% (a row of 64 fits few examples).
 MIN_ROW_WIDTH = 128
-ROW_WIDTH_CLASSES = 3  # widths per layout: the block and up to two powers of two under it
+ROW_WIDTH_CLASSES = 3  # widths per layout: the block and up to two powers of two under it (compute.row_width_classes)
 
 
-def choose_layout(requested: Packing, lengths: Lengths, batch_size: int, seed: int) -> "Layout":
+def choose_layout(requested: Packing, lengths: Lengths, batch_size: int, seed: int, width_classes: int = ROW_WIDTH_CLASSES) -> "Layout":
     """The requested layout; 'auto' takes blocks (the CPU benchmark's winner, 1.62x vs 1.53x) unless
     batching by length pads clearly less, as on a narrow mix of long examples where only one fits a
-    block (measured on the sample domain: 26% padding in blocks, a few % by length)."""
+    block (measured on the sample domain: 26% padding in blocks, a few % by length). Packed rows come
+    in up to `width_classes` widths (row_widths)."""
     if requested != "auto":
-        return plan_layout(requested, lengths, batch_size)
-    blocks, by_length = plan_layout("blocks", lengths, batch_size), plan_layout("by_length", lengths, batch_size)
+        return plan_layout(requested, lengths, batch_size, width_classes=width_classes)
+    blocks = plan_layout("blocks", lengths, batch_size, width_classes=width_classes)
+    by_length = plan_layout("by_length", lengths, batch_size)
     share = {layout.mode: layout.first_epoch_pad_share(lengths, seed) for layout in (blocks, by_length)}
     return blocks if share["blocks"] <= share["by_length"] + 0.01 else by_length
 
@@ -164,7 +166,7 @@ class Layout:
         return self._packed[key]
 
 
-def plan_layout(mode: str, lengths: Lengths, batch_size: int, block_len: int = 0) -> Layout:
+def plan_layout(mode: str, lengths: Lengths, batch_size: int, block_len: int = 0, width_classes: int = ROW_WIDTH_CLASSES) -> Layout:
     """Rows per micro-batch chosen so a packed micro-batch holds about `batch_size` examples' tokens."""
     if mode != "blocks":
         return Layout(mode, 0, batch_size)
@@ -174,13 +176,14 @@ def plan_layout(mode: str, lengths: Lengths, batch_size: int, block_len: int = 0
     if block < longest:
         raise ValueError(f"block_len {block} is shorter than the longest example ({longest} tokens)")
     rows = max(1, round(batch_size * (int(array.sum()) / len(array)) / block))
-    return Layout(mode, block, rows, row_widths(block))
+    return Layout(mode, block, rows, row_widths(block, width_classes))
 
 
-def row_widths(block_len: int) -> tuple[int, ...]:
-    """The packed row widths for a block: itself, then powers of two under it down to MIN_ROW_WIDTH."""
+def row_widths(block_len: int, classes: int = ROW_WIDTH_CLASSES) -> tuple[int, ...]:
+    """The packed row widths for a block: itself, then powers of two under it down to MIN_ROW_WIDTH,
+    `classes` widths at most."""
     below = [2**k for k in range(int(math.log2(max(block_len, 1))) + 1) if MIN_ROW_WIDTH <= 2**k < block_len]
-    return (block_len, *sorted(below, reverse=True)[: ROW_WIDTH_CLASSES - 1])
+    return (block_len, *sorted(below, reverse=True)[: max(classes, 1) - 1])
 
 
 def narrowest_width(tokens: np.ndarray, widths: Sequence[int]) -> np.ndarray:

@@ -170,7 +170,7 @@ def train_qlora(
     # Resolved first: a target name that matches nothing stops here, before any data or weights load.
     skeleton = model_skeleton(base_dir)
     plan = resolve_targets(skeleton, list(config.target_modules))
-    stream = setup_data(train_dataset, config, processes.world)
+    stream = setup_data(train_dataset, config, processes.world, processes.device)
     total = steps_for(len(stream.first_epoch), stream.per_step, config.epochs, config.max_steps)
     trainee = setup_model(base_dir, config, processes.device, plan, total, skeleton)
     run = resume(trainee, checkpoint_dir, log)
@@ -210,9 +210,12 @@ def setup_processes(device: str) -> Processes:
     return Processes(world, rank, device)
 
 
-def setup_data(train_dataset: Any, config: QLoraConfig, world: int) -> StepStream:
-    """The layout of the examples into micro-batches (packing.py) and the stream of steps over epochs."""
+def setup_data(train_dataset: Any, config: QLoraConfig, world: int, device: str = "cpu") -> StepStream:
+    """The layout of the examples into micro-batches (packing.py, rows in as many widths as pay on
+    `device`: compute.row_width_classes) and the stream of steps over epochs."""
     import pyarrow.compute as pc
+
+    from assets.training.compute import row_width_classes
 
     # Arrow computes the lengths without materialising a million Python lists (14 s at 1M examples);
     # the "arrow" format view honours a select()'s index mapping, which the raw table would not.
@@ -222,7 +225,7 @@ def setup_data(train_dataset: Any, config: QLoraConfig, world: int) -> StepStrea
             f"the training split has {len(lengths)} examples, fewer than one batch of {config.batch_size}: "
             "add data to the domain or lower training.batch_size"
         )
-    layout = choose_layout(config.packing, lengths, config.batch_size, config.seed)
+    layout = choose_layout(config.packing, lengths, config.batch_size, config.seed, row_width_classes(device))
     return StepStream(layout, lengths, config.seed, per_step=config.gradient_accumulation * world)
 
 
