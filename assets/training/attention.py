@@ -16,6 +16,9 @@ instead of rows x width squared.
 Registered with transformers' AttentionInterface as "loraline_segments"; for an implementation it
 does not know, transformers builds no mask at all, so the segments come from `position_ids` (packed
 rows) or each row is one example (right-padded rows, collate_rows). Training only: no KV cache.
+Plain causal attention only: a model whose attention soft-caps its scores (Gemma 2), has attention
+sinks, or a sliding window shorter than the longest example keeps SDPA (`supports`), and the
+function refuses those arguments should one reach it anyway.
 
 Pure: no dagster; torch imported inside.
 """
@@ -24,7 +27,7 @@ from typing import Any
 
 NAME = "loraline_segments"
 # Bucket lengths (tokens): about 1.5x apart, so padding a segment up to its bucket costs at most
-# 2.25x its own square and about 1.3x on a long-tailed mix, with few enough buckets (one SDPA call
+# 2.25x its own square and about 1.3x on a long-tailed mix, with few enough buckets (one attention call
 # each per layer) that per-call overhead stays small. Longer segments go to multiples of 512.
 BUCKETS = (16, 32, 48, 64, 96, 128, 192, 256, 384, 512)
 # Up to these lengths a bucket runs eager attention (batched matmuls, fp32 softmax), past them SDPA's
@@ -45,9 +48,9 @@ def bucket_of(length: int) -> int:
 
 def segment_plan(position_ids: Any, rows: int, width: int) -> tuple[list[tuple[Any, int]], Any] | None:
     """How to gather a micro-batch's examples: per bucket, (gather index [n, L] into the flattened
-    rows x width tokens, positions of the bucket's tokens in the concatenated output), and the
-    inverse index that takes every token back to its place. None when every row is one example
-    (nothing to gather: plain causal attention over the rows is already exact)."""
+    rows x width tokens, the bucket's length L), and the inverse index that takes every token from
+    the buckets' concatenated outputs back to its place. None when every row is one example (nothing
+    to gather: plain causal attention over the rows is already exact)."""
     import torch
 
     if position_ids is None:
@@ -79,6 +82,21 @@ def segment_plan(position_ids: Any, rows: int, width: int) -> tuple[list[tuple[A
     return plan, inverse
 
 
+def supports(model_config: Any, longest: int) -> bool:
+    """Whether this attention computes what `model_config`'s own does, for examples up to `longest`
+    tokens: plain causal attention, no score soft-capping, no attention sinks, and any sliding
+    window at least as long as the longest example (then it never cuts anything)."""
+    configs = [model_config, getattr(model_config, "text_config", None)]
+    for config in (c for c in configs if c is not None):
+        if getattr(config, "attn_logit_softcapping", None) or getattr(config, "sinks", None) or not getattr(config, "is_causal", True):
+            return False
+        window = getattr(config, "sliding_window", None)
+        windowed = getattr(config, "use_sliding_window", True) is not False or "sliding_attention" in (getattr(config, "layer_types", None) or ())
+        if window and windowed and window < longest:
+            return False
+    return True
+
+
 def segment_attention(module: Any, query: Any, key: Any, value: Any, attention_mask: Any, scaling: float | None = None,
                       dropout: float = 0.0, position_ids: Any = None, **kwargs: Any) -> tuple[Any, None]:
     """transformers' attention-function signature: query (batch, heads, width, head_dim), key and
@@ -89,6 +107,10 @@ def segment_attention(module: Any, query: Any, key: Any, value: Any, attention_m
     if key.shape[2] != width:
         raise ValueError(f"{NAME} attention is for training on whole sequences: {width} queries against {key.shape[2]} keys "
                          "(a KV cache) is not supported; generate with 'sdpa' or 'eager'")
+    window = kwargs.get("sliding_window")
+    if kwargs.get("softcap") or kwargs.get("s_aux") is not None or (window and window < width):
+        raise ValueError(f"{NAME} attention computes plain causal attention; this layer asks for soft-capping, attention sinks "
+                         f"or a sliding window of {window} tokens under rows of {width} (train this model with 'sdpa')")
     plan = segment_plan(position_ids, rows, width)
     if plan is None:
         return causal_attention(query, key, value, scaling, dropout).transpose(1, 2).contiguous(), None

@@ -52,29 +52,33 @@ def autocast(device: str, dtype: Any) -> Any:
     return torch.autocast(device_type=device.split(":")[0], dtype=dtype)
 
 
-def attention_for(device: str) -> str:
-    """transformers' attention implementation for training on `device`."""
-    from assets.training.attention import register
+def attention_for(device: str, model_config: Any = None, longest: int = 0) -> str:
+    """transformers' attention implementation for training on `device` a model of `model_config` with
+    examples up to `longest` tokens: per-example attention on a CPU where it computes what the
+    model's own attention does (attention.supports), else SDPA."""
+    from assets.training.attention import register, supports
 
-    return register() if device == "cpu" else "sdpa"
+    if device != "cpu" or (model_config is not None and not supports(model_config, longest)):
+        return "sdpa"
+    return register()
 
 
-def row_width_classes(device: str) -> int:
-    """How many packed row widths to use on `device` (packing.row_widths). Where attention costs a whole
+def row_width_classes(attention: str) -> int:
+    """How many packed row widths to use with `attention` (packing.row_widths). Where attention costs a whole
     row's width squared (SDPA with the packed-row mask, CUDA), narrower rows cut it: 1.17x on the CPU
     benchmark before per-example attention. With per-example attention (CPU) each example costs its
     own square in any row; three widths then trained no faster (3,256 vs 3,358 tok/s, means of three
     alternating runs) and padded more (1.2% vs 0.4%), so one width."""
-    return 1 if attention_for(device) != "sdpa" else ROW_WIDTH_CLASSES
+    return 1 if attention != "sdpa" else ROW_WIDTH_CLASSES
 
 
-def prepare_for_training(model: Any, dtype: Any, device: str) -> dict[str, Any]:
+def prepare_for_training(model: Any, dtype: Any, device: str, longest: int = 0) -> dict[str, Any]:
     """Apply the choices above to a peft model; what was chosen (for the run log and metadata)."""
     from assets.training.dropout import install_sparse_dropout
     from assets.training.fused_lora import install_fused_lora
 
     cast = keep_frozen_weights_in(model, dtype)
-    attention = attention_for(device)
+    attention = attention_for(device, model.base_model.model.config, longest)
     model.base_model.model.set_attn_implementation(attention)
     sparse = install_sparse_dropout(model) if device == "cpu" else 0
     fused = install_fused_lora(model) if device == "cpu" else 0

@@ -170,9 +170,9 @@ def train_qlora(
     # Resolved first: a target name that matches nothing stops here, before any data or weights load.
     skeleton = model_skeleton(base_dir)
     plan = resolve_targets(skeleton, list(config.target_modules))
-    stream = setup_data(train_dataset, config, processes.world, processes.device)
+    stream = setup_data(train_dataset, config, processes.world, processes.device, skeleton.config)
     total = steps_for(len(stream.first_epoch), stream.per_step, config.epochs, config.max_steps)
-    trainee = setup_model(base_dir, config, processes.device, plan, total, skeleton)
+    trainee = setup_model(base_dir, config, processes.device, plan, total, skeleton, max(stream.lengths))
     run = resume(trainee, checkpoint_dir, log)
     train(trainee, train_dataset, stream, run, total, config, processes, checkpoint_dir, log, deadline)
     save(trainee, adapter_dir, processes)
@@ -210,12 +210,13 @@ def setup_processes(device: str) -> Processes:
     return Processes(world, rank, device)
 
 
-def setup_data(train_dataset: Any, config: QLoraConfig, world: int, device: str = "cpu") -> StepStream:
-    """The layout of the examples into micro-batches (packing.py, rows in as many widths as pay on
-    `device`: compute.row_width_classes) and the stream of steps over epochs."""
+def setup_data(train_dataset: Any, config: QLoraConfig, world: int, device: str = "cpu", model_config: Any = None) -> StepStream:
+    """The layout of the examples into micro-batches (packing.py, rows in as many widths as pay with
+    the attention the model trains with on `device`: compute.row_width_classes) and the stream of
+    steps over epochs."""
     import pyarrow.compute as pc
 
-    from assets.training.compute import row_width_classes
+    from assets.training.compute import attention_for, row_width_classes
 
     # Arrow computes the lengths without materialising a million Python lists (14 s at 1M examples);
     # the "arrow" format view honours a select()'s index mapping, which the raw table would not.
@@ -225,20 +226,22 @@ def setup_data(train_dataset: Any, config: QLoraConfig, world: int, device: str 
             f"the training split has {len(lengths)} examples, fewer than one batch of {config.batch_size}: "
             "add data to the domain or lower training.batch_size"
         )
-    layout = choose_layout(config.packing, lengths, config.batch_size, config.seed, row_width_classes(device))
+    widths = row_width_classes(attention_for(device, model_config, max(lengths)))
+    layout = choose_layout(config.packing, lengths, config.batch_size, config.seed, widths)
     return StepStream(layout, lengths, config.seed, per_step=config.gradient_accumulation * world)
 
 
-def setup_model(base_dir: Path, config: QLoraConfig, device: str, plan: TargetPlan, total: int, skeleton: Any = None) -> Trainee:
-    """The adapted 4-bit model set up for training on `device` (compute.py), AdamW over the adapter
-    weights, and the learning-rate schedule."""
+def setup_model(base_dir: Path, config: QLoraConfig, device: str, plan: TargetPlan, total: int, skeleton: Any = None,
+                longest: int = 0) -> Trainee:
+    """The adapted 4-bit model set up for training on `device` examples up to `longest` tokens
+    (compute.py), AdamW over the adapter weights, and the learning-rate schedule."""
     import torch
     from transformers import get_scheduler
 
     from assets.training.compute import prepare_for_training
 
     model, tokenizer, dtype = build_model(base_dir, config, device, plan, skeleton)
-    chosen = prepare_for_training(model, dtype, device)
+    chosen = prepare_for_training(model, dtype, device, longest)
     params = [p for p in model.parameters() if p.requires_grad]
     names = [n for n, p in model.named_parameters() if p.requires_grad]
     # Fused: one kernel for every adapter tensor's update instead of a loop of small ops.

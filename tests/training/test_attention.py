@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from assets.models.batches import collate_rows
-from assets.training.attention import BUCKETS, EAGER_UP_TO, NAME, bucket_of, register, segment_attention, segment_plan
+from assets.training.attention import BUCKETS, EAGER_UP_TO, NAME, bucket_of, register, segment_attention, segment_plan, supports
 
 
 def packed(lengths_per_row: list[list[int]], width: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -92,3 +92,26 @@ def test_in_a_model_the_loss_equals_transformers_eager_attention_on_packed_rows(
         losses[implementation] = model(**batch, use_cache=False).loss
     assert NAME in losses
     torch.testing.assert_close(losses[NAME], losses["eager"], rtol=1e-5, atol=1e-5)
+
+
+def test_only_plain_causal_attention_takes_the_per_example_path():
+    from types import SimpleNamespace as Config
+
+    from assets.training.compute import attention_for
+
+    llama = Config(sliding_window=None)
+    gemma2 = Config(attn_logit_softcapping=50.0, sliding_window=4096)  # soft-capped scores
+    gemma3 = Config(sliding_window=32, layer_types=["sliding_attention", "full_attention"])
+    qwen2 = Config(sliding_window=32, use_sliding_window=False)  # a window configured but off
+    mistral = Config(sliding_window=4096)
+    assert supports(llama, 4096) and supports(qwen2, 512) and supports(mistral, 4096) and supports(gemma3, 32)
+    assert not supports(gemma2, 64) and not supports(gemma3, 33) and not supports(mistral, 4097)
+    assert not supports(Config(text_config=gemma2), 64)  # a multimodal config's text model counts
+    assert attention_for("cpu", gemma2, 64) == "sdpa" and attention_for("cpu", llama, 64) == NAME
+
+
+@pytest.mark.parametrize("kwargs", [{"softcap": 50.0}, {"sliding_window": 8}, {"s_aux": torch.zeros(2)}])
+def test_what_it_does_not_compute_is_refused_not_ignored(kwargs):
+    q = torch.zeros(1, 2, 16, 4)
+    with pytest.raises(ValueError, match="plain causal attention"):
+        segment_attention(None, q, q, q, None, **kwargs)
