@@ -149,7 +149,7 @@ def switch_off(levers: set[str]) -> None:
     if "sparse_dropout" in levers:
         dropout.install_sparse_dropout = lambda model: 0
     if "segment_attention" in levers:
-        compute.attention_for = lambda *args, **kwargs: "sdpa"
+        compute.attention_for = lambda *args, **kwargs: None  # the model's own: SDPA for Llama
     if "fused_lora" in levers:
         fused_lora.install_fused_lora = lambda model: 0
     if "fused_adamw" in levers:

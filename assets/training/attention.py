@@ -17,7 +17,8 @@ Registered with transformers' AttentionInterface as "loraline_segments"; for an 
 does not know, transformers builds no mask at all, so the segments come from `position_ids` (packed
 rows) or each row is one example (right-padded rows, collate_rows). Training only: no KV cache.
 Plain causal attention only: a model whose attention soft-caps its scores (Gemma 2), has attention
-sinks, or a sliding window shorter than the longest example keeps SDPA (`supports`), and the
+sinks, or a sliding window shorter than the longest example keeps the attention transformers chose
+(`supports`: SDPA, or eager for Gemma 2), and the
 function refuses those arguments should one reach it anyway.
 
 Pure: no dagster; torch imported inside.
@@ -110,7 +111,7 @@ def segment_attention(module: Any, query: Any, key: Any, value: Any, attention_m
     window = kwargs.get("sliding_window")
     if kwargs.get("softcap") or kwargs.get("s_aux") is not None or (window and window < width):
         raise ValueError(f"{NAME} attention computes plain causal attention; this layer asks for soft-capping, attention sinks "
-                         f"or a sliding window of {window} tokens under rows of {width} (train this model with 'sdpa')")
+                         f"or a sliding window of {window} tokens under rows of {width} (train this model with its own attention implementation)")
     plan = segment_plan(position_ids, rows, width)
     if plan is None:
         return causal_attention(query, key, value, scaling, dropout).transpose(1, 2).contiguous(), None

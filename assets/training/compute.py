@@ -13,8 +13,9 @@ table is in the README, Training):
 - Attention. A packed row holds several examples; eager attention, and SDPA with the block-diagonal
   mask transformers builds for it, compute the whole (width x width) square of every row and mask
   most of it away. On a CPU, attention.py computes each example's own causal square instead (the
-  examples gathered into a few length buckets, one causal SDPA call per bucket): exact for every
-  real token. CUDA keeps SDPA (unmeasured there; its fused kernels are another trade).
+  examples gathered into a few length buckets, one causal attention call per bucket): exact for every
+  real token. CUDA, and models whose attention does more than that (soft-capping, sinks, short
+  sliding windows), keep what transformers chose at load (unmeasured on a GPU).
 - Dropout. On a CPU, `nn.Dropout` draws one random number per element: 18% of the step at the
   default p = 0.05; SparseDropout (dropout.py) draws only the dropped positions. CUDA's fused
   dropout is cheap, so it is kept there.
@@ -52,24 +53,25 @@ def autocast(device: str, dtype: Any) -> Any:
     return torch.autocast(device_type=device.split(":")[0], dtype=dtype)
 
 
-def attention_for(device: str, model_config: Any = None, longest: int = 0) -> str:
+def attention_for(device: str, model_config: Any = None, longest: int = 0) -> str | None:
     """transformers' attention implementation for training on `device` a model of `model_config` with
     examples up to `longest` tokens: per-example attention on a CPU where it computes what the
-    model's own attention does (attention.supports), else SDPA."""
+    model's own attention does (attention.supports); else None, the one transformers chose when it
+    loaded the model (SDPA where the architecture supports it, eager otherwise, e.g. Gemma 2)."""
     from assets.training.attention import register, supports
 
     if device != "cpu" or (model_config is not None and not supports(model_config, longest)):
-        return "sdpa"
+        return None
     return register()
 
 
-def row_width_classes(attention: str) -> int:
+def row_width_classes(attention: str | None) -> int:
     """How many packed row widths to use with `attention` (packing.row_widths). Where attention costs a whole
     row's width squared (SDPA with the packed-row mask, CUDA), narrower rows cut it: 1.17x on the CPU
     benchmark before per-example attention. With per-example attention (CPU) each example costs its
     own square in any row; three widths then trained no faster (3,256 vs 3,358 tok/s, means of three
     alternating runs) and padded more (1.2% vs 0.4%), so one width."""
-    return 1 if attention != "sdpa" else ROW_WIDTH_CLASSES
+    return 1 if attention is not None else ROW_WIDTH_CLASSES
 
 
 def prepare_for_training(model: Any, dtype: Any, device: str, longest: int = 0) -> dict[str, Any]:
@@ -79,7 +81,9 @@ def prepare_for_training(model: Any, dtype: Any, device: str, longest: int = 0) 
 
     cast = keep_frozen_weights_in(model, dtype)
     attention = attention_for(device, model.base_model.model.config, longest)
-    model.base_model.model.set_attn_implementation(attention)
+    if attention is not None:
+        model.base_model.model.set_attn_implementation(attention)
+    attention = model.base_model.model.config._attn_implementation
     sparse = install_sparse_dropout(model) if device == "cpu" else 0
     fused = install_fused_lora(model) if device == "cpu" else 0
     return {"frozen_weights_in_compute_dtype": cast, "attention": attention, "sparse_dropout_layers": sparse, "fused_lora_layers": fused}

@@ -107,7 +107,7 @@ def test_only_plain_causal_attention_takes_the_per_example_path():
     assert supports(llama, 4096) and supports(qwen2, 512) and supports(mistral, 4096) and supports(gemma3, 32)
     assert not supports(gemma2, 64) and not supports(gemma3, 33) and not supports(mistral, 4097)
     assert not supports(Config(text_config=gemma2), 64)  # a multimodal config's text model counts
-    assert attention_for("cpu", gemma2, 64) == "sdpa" and attention_for("cpu", llama, 64) == NAME
+    assert attention_for("cpu", gemma2, 64) is None and attention_for("cpu", llama, 64) == NAME  # None: the model's own
 
 
 @pytest.mark.parametrize("kwargs", [{"softcap": 50.0}, {"sliding_window": 8}, {"s_aux": torch.zeros(2)}])
