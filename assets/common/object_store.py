@@ -29,12 +29,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from assets.common.hashing import file_sha256
 from assets.common.locks import hold_directory
 
 MANIFEST = "_manifest.json"
 MARKER = ".loraline-remote.json"  # in <cache>/remote/<protocol>/: which protocol the tree below mirrors
 MANIFEST_FORMAT = 1
-_CHUNK = 8 * 1024 * 1024
 # Variables that pick an S3 client's endpoint and identity: a client made under other values is not reused.
 _CLIENT_ENV = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION",
                "AWS_PROFILE", "AWS_SESSION_TOKEN")
@@ -109,14 +109,6 @@ def url_of(local: Path) -> str | None:
     return None
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def local_manifest(folder: Path) -> dict:
     """Every regular file under `folder` (relative posix name -> size, sha256); symlinks are refused."""
     files = {}
@@ -124,7 +116,7 @@ def local_manifest(folder: Path) -> dict:
         if path.is_symlink():
             raise ValueError(f"{path} is a symlink; an artifact version holds regular files only")
         if path.is_file():
-            files[path.relative_to(folder).as_posix()] = {"size": path.stat().st_size, "sha256": _sha256(path)}
+            files[path.relative_to(folder).as_posix()] = {"size": path.stat().st_size, "sha256": file_sha256(path)}
     return {"format": MANIFEST_FORMAT, "files": files}
 
 
@@ -231,7 +223,7 @@ def stage_in(url: str, local: Path) -> Path:
             target = staging.joinpath(*_segments(name, f"{url}/{name}"))
             target.parent.mkdir(parents=True, exist_ok=True)
             fs.get_file(f"{path}/{name}", str(target))
-            if _sha256(target) != entry["sha256"]:
+            if file_sha256(target) != entry["sha256"]:
                 raise ValueError(f"{url}/{name} does not match its manifest's sha256; the version is damaged")
         try:
             staging.rename(local)
