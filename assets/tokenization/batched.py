@@ -129,23 +129,3 @@ def _encode_chats(tokenizer: Any, backend: Any, fmt: ChatFormat, roles: list[lis
     for i, encoded in in_step(tokenizer, fmt, splits, max_seq_len, wholes).items():
         out[i] = encoded
     return out  # type: ignore[return-value]
-
-
-def _answers_found(chat: Chat) -> bool:
-    """Whether searched_spans finds every answer in the plain rendering (then render_with_spans finds
-    spans one way or the other and does not refuse the conversation)."""
-    try:
-        searched_spans(chat.text, [m["content"] for m in chat.messages if m["role"] == "assistant"])
-    except TemplateRefused:
-        return False
-    return True
-
-
-def _answers_found(chat: Chat) -> bool:
-    """Whether searched_spans finds every answer in the plain rendering (then render_with_spans finds
-    spans one way or the other and does not refuse the conversation)."""
-    try:
-        searched_spans(chat.text, [m["content"] for m in chat.messages if m["role"] == "assistant"])
-    except TemplateRefused:
-        return False
-    return True
