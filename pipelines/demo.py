@@ -44,6 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     register_domains(instance, domains)
 
     started = time.perf_counter()
+    defs.resources["compute"].warm_up_trainer()  # the trainer's imports overlap base_model and the data steps
     _run(defs.resolve_job_def("base_model_job"), None, instance)
     results = {domain: _run(defs.resolve_job_def("domain_finetune_job"), domain, instance) for domain in domains}
     leaderboard = defs.resolve_implicit_global_asset_job_def().get_subset(asset_selection={dg.AssetKey("domain_leaderboard")})

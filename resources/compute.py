@@ -32,6 +32,13 @@ class ComputeSettings(dg.ConfigurableResource):
         "'in_process': inside the Dagster step (debugging); 'k8s': a GPU pod of its own through dagster-k8s' "
         "PipesK8sClient (`pod_settings`); 'k8s_multinode': `nodes` such pods under torchrun (c10d rendezvous).",
     )
+    warm_trainer: bool = Field(
+        True,
+        description="With the 'subprocess' launcher on a Linux CPU: fork each trainer from a server that imported torch, "
+        "transformers, peft and bitsandbytes when the run began (resources/warm_trainer.py), instead of starting "
+        "`python -m assets.training` (~7 s of imports on 2 cores). Still a process of its own per training. "
+        "Off: a fresh interpreter per training.",
+    )
     training_processes: int = Field(
         2, ge=1, le=64, strict=True, description="Processes per node for 'torchrun' (1 to 64); the optimiser step sums their gradients."
     )
@@ -42,6 +49,24 @@ class ComputeSettings(dg.ConfigurableResource):
         "tolerations, cache volume claim, nodes) for the 'k8s' launchers and the k8s executor. Empty: "
         f"$LORALINE_POD_SETTINGS, else {DEFAULT_POD_SETTINGS} (relative to the working directory).",
     )
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        # A run that may train starts the warm trainer server now: its imports overlap the steps before training.
+        selection = context.dagster_run.asset_selection if context.dagster_run else None
+        if selection is None or dg.AssetKey("qlora_adapter") in selection:
+            self.warm_up_trainer()
+
+    def uses_warm_trainer(self) -> bool:
+        from resources import warm_trainer
+
+        return self.training_launcher == "subprocess" and self.warm_trainer and warm_trainer.usable(self.resolved_device())
+
+    def warm_up_trainer(self) -> None:
+        """Start the warm trainer server in the background, when training would use it."""
+        if self.uses_warm_trainer():
+            from resources import warm_trainer
+
+            warm_trainer.warm_up()
 
     def pod_settings(self) -> PodSettings:
         return load_pod_settings(Path(self.pod_settings_file or os.environ.get("LORALINE_POD_SETTINGS") or DEFAULT_POD_SETTINGS))
@@ -62,7 +87,8 @@ class ComputeSettings(dg.ConfigurableResource):
         """Run a training request (assets/training/worker.py) as `training_launcher` says; its report.
 
         Out of process, `python -m assets.training REQUEST` runs through Pipes (under torchrun for
-        several processes): a subprocess here, or with 'k8s' / 'k8s_multinode' a GPU pod / an Indexed
+        several processes): a subprocess here (on a Linux CPU forked from the warm trainer server,
+        `warm_trainer`), or with 'k8s' / 'k8s_multinode' a GPU pod / an Indexed
         Job of them (resources/k8s_launch.py), which see `request` through the shared cache volume;
         `in_process` calls `run_in_process` here instead (debugging). Each
         attempt's request names its own report and error files. First the checkpoint folder's lock
@@ -91,6 +117,10 @@ class ComputeSettings(dg.ConfigurableResource):
 
                 launch = run_training_pod if self.training_launcher == "k8s" else run_training_job
                 launch(context, self.pod_settings(), str(request))
+            elif self.uses_warm_trainer():
+                from resources import warm_trainer
+
+                warm_trainer.run(context, pipes, request)
             else:
                 launcher = [sys.executable]
                 if self.training_launcher == "torchrun":

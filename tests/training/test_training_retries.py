@@ -1,7 +1,8 @@
 """Through Dagster: a transient training failure (a full disk) is retried and the retry resumes from
 the checkpoint; a deliberate stop is not retried; a second attempt while another process holds the
 checkpoints fails at once, naming it, and trains normally once that process is dead. The real
-ComputeSettings.train and worker, in process and through a real Pipes subprocess."""
+ComputeSettings.train and worker, in process and through a real Pipes subprocess (forked from the
+warm trainer server, and a fresh interpreter)."""
 
 import signal
 import subprocess
@@ -43,7 +44,9 @@ def training_asset(tmp_path, base, data, config, fault=None):
 
 
 def materialize(asset, launcher):
-    resources = {"compute": ComputeSettings(training_launcher=launcher), "pipes_subprocess_client": dg.PipesSubprocessClient()}
+    # "subprocess" forks from the warm trainer server (the default on a Linux CPU); "cold" starts a fresh interpreter.
+    compute = ComputeSettings(training_launcher="subprocess", warm_trainer=False) if launcher == "cold" else ComputeSettings(training_launcher=launcher)
+    resources = {"compute": compute, "pipes_subprocess_client": dg.PipesSubprocessClient()}
     with dg.instance_for_test() as instance:
         result = dg.materialize([asset], instance=instance, resources=resources, partition_key="d1", raise_on_error=False)
         logs = [e.message or "" for e in instance.all_logs(result.run_id)]
@@ -63,7 +66,7 @@ def data(tmp_path):
     return tmp_path / "train"
 
 
-@pytest.mark.parametrize("launcher", ["in_process", "subprocess"])
+@pytest.mark.parametrize("launcher", ["in_process", "subprocess", "cold"])
 def test_a_full_disk_is_retried_and_the_retry_resumes(tiny_base, tmp_path, data, launcher):
     result, retries, failures, _ = materialize(training_asset(tmp_path, tiny_base, data, CONFIG, fault="disk_full"), launcher)
     assert result.success, failures
@@ -72,7 +75,7 @@ def test_a_full_disk_is_retried_and_the_retry_resumes(tiny_base, tmp_path, data,
     assert metadata["resumed_from"].value.endswith("step-00000002")  # the first attempt's checkpoint
 
 
-@pytest.mark.parametrize("launcher", ["in_process", "subprocess"])
+@pytest.mark.parametrize("launcher", ["in_process", "subprocess", "cold"])
 def test_a_deliberate_stop_is_not_retried(tiny_base, tmp_path, launcher):
     toy_dataset(3).save_to_disk(str(tmp_path / "tiny"))
     result, retries, failures, _ = materialize(training_asset(tmp_path, tiny_base, tmp_path / "tiny", CONFIG | {"batch_size": 8}), launcher)

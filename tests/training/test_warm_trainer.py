@@ -1,0 +1,142 @@
+"""The warm trainer (resources/warm_trainer.py, assets/training/zygote.py) through real Dagster runs:
+trainers are forked from one pre-imported server, report through Pipes like a fresh process, and a
+trainer killed by a signal fails its step retriably without taking Dagster's process or the server
+with it; the next run resumes from its checkpoint. A variable read at import time restarts the server."""
+
+import os
+import signal
+import threading
+import time
+
+import dagster as dg
+import psutil
+import pytest
+from toy_data import toy_dataset
+
+from assets.training.worker import attempt_files, run_request, write_request
+from resources import warm_trainer
+from resources.compute import ComputeSettings
+
+pytestmark = pytest.mark.integration  # Dagster runs, a server process and its trainers
+
+CONFIG = dict(max_steps=40, batch_size=4, save_steps=5, logging_steps=5, seed=5)
+
+
+def training_asset(tmp_path, base, data, config):
+    @dg.asset
+    def adapter(context: dg.AssetExecutionContext, compute: ComputeSettings, pipes_subprocess_client: dg.PipesSubprocessClient):
+        checkpoints, attempt = tmp_path / "ckpt", f"{context.run_id[:8]}-{context.retry_number}"
+        request, report, error = attempt_files(checkpoints, attempt)
+        write_request(request, base, data, tmp_path / f"adapter-{attempt}", checkpoints, config, "cpu", report, error, "d1", attempt)
+        result = compute.train(context, pipes_subprocess_client, request, run_in_process=run_request)
+        return dg.MaterializeResult(metadata={"resumed_from": result["resumed_from"] or "-", "steps": result["steps"]})
+
+    return adapter
+
+
+def materialize(instance, asset):
+    resources = {"compute": ComputeSettings(), "pipes_subprocess_client": dg.PipesSubprocessClient()}
+    result = dg.materialize([asset], instance=instance, resources=resources, raise_on_error=False)
+    return result, [e.message or "" for e in instance.all_logs(result.run_id)]
+
+
+def forked_pids(logs) -> tuple[int, int]:
+    line = next(m for m in logs if "forked from the warm trainer server" in m)
+    trainer = int(line.split("trainer pid ")[1].split(",")[0])
+    server = int(line.split("server (pid ")[1].split(")")[0])
+    return trainer, server
+
+
+@pytest.fixture
+def data(tmp_path):
+    toy_dataset(80).save_to_disk(str(tmp_path / "train"))
+    return tmp_path / "train"
+
+
+def test_trainers_are_forked_from_one_warm_server_and_report_through_pipes(tiny_base, tmp_path, data):
+    assert ComputeSettings().uses_warm_trainer()  # the default on a Linux CPU
+    with dg.instance_for_test() as instance:
+        first, logs = materialize(instance, training_asset(tmp_path / "a", tiny_base, data, CONFIG))
+        assert first.success
+        trainer, server = forked_pids(logs)
+        assert trainer != os.getpid() and any(m.startswith("step 40/40 loss") for m in logs)  # progress over Pipes
+        second, logs = materialize(instance, training_asset(tmp_path / "b", tiny_base, data, CONFIG))
+        assert second.success
+        again, same_server = forked_pids(logs)
+        assert same_server == server and again != trainer  # a new trainer, the same warm server
+        assert psutil.Process(server).is_running()
+        assert not psutil.pid_exists(trainer) or psutil.Process(trainer).status() == psutil.STATUS_ZOMBIE
+
+
+def kill_when_checkpointed(checkpoints, instance, killed: list) -> None:
+    """SIGKILL the trainer (named in the run log) once it wrote its first checkpoint."""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not killed:
+        lines = [r.event_log_entry.message or "" for r in instance.get_records_for_run(run_id=_latest_run(instance)).records] if _latest_run(instance) else []
+        forked = [m for m in lines if "forked from the warm trainer server" in m]
+        if forked and list(checkpoints.glob("step-*")):
+            pid, _ = forked_pids(forked)
+            os.kill(pid, signal.SIGKILL)
+            killed.append(pid)
+        time.sleep(0.01)
+
+
+def _latest_run(instance):
+    runs = instance.get_runs(limit=1)
+    return runs[0].run_id if runs else None
+
+
+def test_a_killed_trainer_fails_its_step_retriably_and_the_next_run_resumes(tiny_base, tmp_path, data):
+    asset = training_asset(tmp_path, tiny_base, data, CONFIG)
+    with dg.instance_for_test() as instance:
+        killed: list = []
+        killer = threading.Thread(target=kill_when_checkpointed, args=(tmp_path / "ckpt", instance, killed))
+        killer.start()
+        first, logs = materialize(instance, asset)
+        killer.join()
+        assert killed and not first.success
+        failure = first.get_step_failure_events()[0].step_failure_data
+        assert "training failed: the trainer ended without a report" in failure.error.message
+        assert "failed with code -9" in failure.error.message  # SIGKILL, as Popen would say
+        assert failure.user_failure_data.metadata["retriable"].value is True
+        _, server = forked_pids(logs)
+        assert psutil.Process(server).is_running()  # the server outlives its trainer
+
+        second, logs = materialize(instance, asset)
+        assert second.success
+        assert any(m.startswith("resuming from checkpoint") for m in logs)
+        metadata = second.get_asset_materialization_events()[0].materialization.metadata
+        assert metadata["resumed_from"].value.startswith(str(tmp_path / "ckpt"))
+        assert forked_pids(logs)[1] == server
+
+
+def test_a_training_error_reaches_dagster_and_the_step_log(tiny_base, tmp_path):
+    toy_dataset(3).save_to_disk(str(tmp_path / "tiny"))
+    with dg.instance_for_test() as instance:
+        result, logs = materialize(instance, training_asset(tmp_path, tiny_base, tmp_path / "tiny", CONFIG | {"batch_size": 8}))
+        assert not result.success
+        message = result.get_step_failure_events()[0].step_failure_data.error.message
+        assert "training stopped: DatasetTooSmall: the training split has 3 examples" in message
+        # The trainer's stderr is the step's: its traceback is in the captured compute log.
+        captured = [e for e in result.all_events if e.event_type_value == "LOGS_CAPTURED"][0].logs_captured_data
+        manager = instance.compute_log_manager
+        stderr = manager.get_log_data(manager.build_log_key_for_run(result.run_id, captured.file_key)).stderr
+        assert b"DatasetTooSmall" in stderr
+
+
+def test_an_import_time_variable_restarts_the_server_and_others_do_not(monkeypatch):
+    warm_trainer.warm_up()
+    server = warm_trainer._SERVER.process.pid
+    monkeypatch.setenv("GX_ANALYTICS_ENABLED", "false")  # read by our own steps, never at import
+    warm_trainer.warm_up()
+    assert warm_trainer._SERVER.process.pid == server
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # read by the OpenMP runtime when torch loads
+    warm_trainer.warm_up()
+    assert warm_trainer._SERVER.process.pid != server
+    assert not psutil.pid_exists(server) or psutil.Process(server).status() == psutil.STATUS_ZOMBIE
+
+
+def test_the_cold_launcher_stays_available():
+    assert not ComputeSettings(warm_trainer=False).uses_warm_trainer()
+    assert not ComputeSettings(training_launcher="torchrun").uses_warm_trainer()
+    assert not warm_trainer.usable("cuda")
