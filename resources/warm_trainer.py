@@ -13,6 +13,7 @@ system frameworks start threads, is not safe; there the launcher starts `python 
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -20,7 +21,7 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
@@ -31,7 +32,7 @@ import dagster as dg
 # Others (TOKENIZERS_PARALLELISM, GX_ANALYTICS_ENABLED: our own steps set them) do not.
 IMPORT_TIME_PREFIXES = ("OMP_", "MKL_", "KMP_", "GOMP_", "OPENBLAS_", "ONEDNN_", "DNNL_", "ATEN_", "TORCH_", "PYTORCH_",
                         "CUDA_", "NVIDIA_", "HF_", "HUGGINGFACE_", "TRANSFORMERS_", "DATASETS_", "PEFT_", "BNB_",
-                        "BITSANDBYTES_", "LD_", "PYTHON", "XDG_CACHE_HOME", "LORALINE_")
+                        "BITSANDBYTES_", "LD_", "PYTHON", "XDG_CACHE_HOME")  # never LORALINE_*: read when used
 READ_TICK_S = 1.0  # the wait for the trainer wakes this often, so Dagster's interrupt (a signal) is seen
 
 
@@ -45,7 +46,6 @@ class _Server:
     socket_path: str
     alive_write: int  # our end of the pipe whose closing tells the server to exit
     env: dict[str, str]
-    started: float = field(default_factory=time.monotonic)
 
     def alive(self) -> bool:
         return self.process.poll() is None
@@ -57,7 +57,8 @@ class _Server:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
-        Path(self.socket_path).unlink(missing_ok=True)
+        # The server removes its socket and folder when it exits; a killed one cannot.
+        shutil.rmtree(Path(self.socket_path).parent, ignore_errors=True)
 
 
 _LOCK = threading.Lock()

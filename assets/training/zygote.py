@@ -15,11 +15,12 @@ Protocol, one Unix stream connection per training: the client sends one JSON lin
 (SCM_RIGHTS). The server forks a watcher, which forks the trainer, answers {"pid": N}, waits for it,
 answers {"status": WAITSTATUS} and exits. The server never waits itself (SIGCHLD ignored, so the
 kernel reaps its watchers) and is free to fork the next request while one trains. It exits when
-the client process goes: its end of the alive pipe closes.
+the client process goes (its end of the alive pipe closes), removing its socket and folder.
 
 Pure: no dagster. The trainer runs assets/training/__main__.py's main, exactly as the command does.
 """
 
+import contextlib
 import importlib
 import json
 import os
@@ -39,14 +40,25 @@ def serve(path: str, alive_fd: int) -> None:
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(path)  # before the imports: a client may connect at once and is answered once they are done
     listener.listen(16)
-    # A Ctrl-C in the terminal reaches the whole process group; it is meant for the trainer, which
-    # restores the default handler.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    for module in PRELOAD:
-        importlib.import_module(module)
-    signal.signal(signal.SIGCHLD, signal.SIG_IGN)
-    sys.stdout.flush()
-    sys.stderr.flush()
+    server = os.getpid()
+    try:
+        # A Ctrl-C in the terminal reaches the whole process group; it is meant for the trainer, which
+        # restores the default handler.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        for module in PRELOAD:
+            importlib.import_module(module)
+        signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        _accept(listener, alive_fd)
+    finally:
+        if os.getpid() == server:  # not in a forked watcher or trainer (they leave through os._exit anyway)
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+                os.rmdir(os.path.dirname(path))
+
+
+def _accept(listener: socket.socket, alive_fd: int) -> None:
     while True:
         ready, _, _ = select.select([listener, alive_fd], [], [])
         if alive_fd in ready:
@@ -95,11 +107,16 @@ def _watch(connection: socket.socket, message: dict, fds: list[int]) -> None:
             _train(message, fds)  # never returns
         for fd in fds:
             os.close(fd)
-        connection.sendall(json.dumps({"pid": pid}).encode() + b"\n")
+        try:
+            connection.sendall(json.dumps({"pid": pid}).encode() + b"\n")
+        except OSError:
+            # The client was interrupted before it learnt the pid, so it cannot stop this trainer.
+            os.kill(pid, signal.SIGKILL)
+            raise
         _, status = os.waitpid(pid, 0)
         connection.sendall(json.dumps({"status": status}).encode() + b"\n")
     except OSError:
-        code = 1  # the client went away: the trainer (if any) runs on, as a Popen child would
+        code = 1  # the client went away while the trainer ran: it runs on, as an orphaned Popen child would
     os._exit(code)
 
 

@@ -7,6 +7,7 @@ import os
 import signal
 import threading
 import time
+from pathlib import Path
 
 import dagster as dg
 import psutil
@@ -126,14 +127,16 @@ def test_a_training_error_reaches_dagster_and_the_step_log(tiny_base, tmp_path):
 
 def test_an_import_time_variable_restarts_the_server_and_others_do_not(monkeypatch):
     warm_trainer.warm_up()
-    server = warm_trainer._SERVER.process.pid
+    server, folder = warm_trainer._SERVER.process.pid, Path(warm_trainer._SERVER.socket_path).parent
     monkeypatch.setenv("GX_ANALYTICS_ENABLED", "false")  # read by our own steps, never at import
+    monkeypatch.setenv("LORALINE_LANDING_DIR", "/elsewhere")  # ours are read when used
     warm_trainer.warm_up()
     assert warm_trainer._SERVER.process.pid == server
     monkeypatch.setenv("OMP_NUM_THREADS", "1")  # read by the OpenMP runtime when torch loads
     warm_trainer.warm_up()
     assert warm_trainer._SERVER.process.pid != server
     assert not psutil.pid_exists(server) or psutil.Process(server).status() == psutil.STATUS_ZOMBIE
+    assert not folder.exists()  # its socket and folder went with it
 
 
 def test_the_cold_launcher_stays_available():
