@@ -143,3 +143,32 @@ def test_the_cold_launcher_stays_available():
     assert not ComputeSettings(warm_trainer=False).uses_warm_trainer()
     assert not ComputeSettings(training_launcher="torchrun").uses_warm_trainer()
     assert not warm_trainer.usable("cuda")
+
+
+def interrupt_when_training(instance, sent: list) -> None:
+    """Once a trainer is forked, send this process SIGINT: what Dagster turns into an interrupted step."""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not sent:
+        run = _latest_run(instance)
+        lines = [r.event_log_entry.message or "" for r in instance.get_records_for_run(run_id=run).records] if run else []
+        forked = [m for m in lines if "forked from the warm trainer server" in m]
+        if forked and any(m.startswith("step ") for m in lines):
+            sent.append(forked_pids(forked)[0])
+            os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.01)
+
+
+def test_an_interrupted_step_stops_its_trainer(tiny_base, tmp_path, data):
+    asset = training_asset(tmp_path, tiny_base, data, CONFIG | {"max_steps": 2000, "logging_steps": 1, "save_steps": 10**6})
+    with dg.instance_for_test() as instance:
+        sent: list = []
+        interrupter = threading.Thread(target=interrupt_when_training, args=(instance, sent))
+        interrupter.start()
+        result, logs = materialize(instance, asset)
+        interrupter.join()
+        assert sent and not result.success
+        assert "[pipes] execution interrupted, sending SIGINT to the trainer." in logs
+        deadline = time.monotonic() + 30
+        while psutil.pid_exists(sent[0]) and psutil.Process(sent[0]).status() != psutil.STATUS_ZOMBIE and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not psutil.pid_exists(sent[0]) or psutil.Process(sent[0]).status() == psutil.STATUS_ZOMBIE  # it stopped, well before 2000 steps
