@@ -16,6 +16,7 @@ from resources.kubernetes import PodSettings, load_pod_settings
 
 K8S_LAUNCHERS = ("k8s", "k8s_multinode")
 DEFAULT_POD_SETTINGS = "deploy/k8s/training.yaml"
+TRAINING_STEP = "qlora_adapter"  # the step that trains: a run with it warms the trainer up as it starts
 
 
 class ComputeSettings(dg.ConfigurableResource):
@@ -52,9 +53,12 @@ class ComputeSettings(dg.ConfigurableResource):
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         # A run that may train starts the warm trainer server now: its imports overlap the steps before training.
-        selection = context.dagster_run.asset_selection if context.dagster_run else None
-        if selection is None or dg.AssetKey("qlora_adapter") in selection:
-            self.warm_up_trainer()
+        # Only a speed-up: a server that cannot start is retried, and then fails, where training needs it.
+        if TRAINING_STEP in _steps_of(context):
+            try:
+                self.warm_up_trainer()
+            except (OSError, RuntimeError) as error:
+                context.log.warning(f"the warm trainer server did not start ({error}); training will try again")
 
     def uses_warm_trainer(self) -> bool:
         from resources import warm_trainer
@@ -129,6 +133,17 @@ class ComputeSettings(dg.ConfigurableResource):
         except Exception as error:
             raise _training_failure(domain, failure, error) from error
         return json.loads(Path(spec["report_path"]).read_text())
+
+
+def _steps_of(context: dg.InitResourceContext) -> list[str]:
+    """The step keys the run executes (a run's asset selection is often unrecorded, e.g. in process)."""
+    run = context.dagster_run
+    if run is None:
+        return []
+    if run.step_keys_to_execute is not None:
+        return list(run.step_keys_to_execute)
+    plan = context.instance.get_execution_plan_snapshot(run.execution_plan_snapshot_id) if run.execution_plan_snapshot_id else None
+    return [step.key for step in plan.steps] if plan else []
 
 
 def _training_failure(domain: str, error_path: Path, error: Exception) -> dg.Failure:

@@ -1,7 +1,8 @@
 """The warm trainer (resources/warm_trainer.py, assets/training/zygote.py) through real Dagster runs:
 trainers are forked from one pre-imported server, report through Pipes like a fresh process, and a
 trainer killed by a signal fails its step retriably without taking Dagster's process or the server
-with it; the next run resumes from its checkpoint. A variable read at import time restarts the server."""
+with it; the next run resumes from its checkpoint; an interrupted step sends its trainer SIGINT, as
+PipesSubprocessClient does. A variable read at import time restarts the server."""
 
 import os
 import signal
@@ -172,3 +173,36 @@ def test_an_interrupted_step_stops_its_trainer(tiny_base, tmp_path, data):
         while psutil.pid_exists(sent[0]) and psutil.Process(sent[0]).status() != psutil.STATUS_ZOMBIE and time.monotonic() < deadline:
             time.sleep(0.05)
         assert not psutil.pid_exists(sent[0]) or psutil.Process(sent[0]).status() == psutil.STATUS_ZOMBIE  # it stopped, well before 2000 steps
+
+
+def trains_unwarmed():
+    @dg.asset(name="qlora_adapter")
+    def trains(compute: ComputeSettings) -> None:
+        pass
+
+    return trains
+
+
+def test_a_run_that_trains_warms_up_as_it_starts_and_survives_a_server_that_cannot(monkeypatch):
+    started: list = []
+    monkeypatch.setattr(warm_trainer, "warm_up", lambda: started.append("warm"))
+
+    @dg.asset(name="qlora_adapter")
+    def trains(compute: ComputeSettings) -> None:
+        assert started == ["warm"]  # before the step's body: the run began with it
+
+    @dg.asset(name="adapter_registry")
+    def does_not(compute: ComputeSettings) -> None:
+        pass
+
+    with dg.instance_for_test() as instance:
+        assert materialize(instance, does_not)[0].success and started == []
+        assert materialize(instance, trains)[0].success
+
+        def broken():
+            raise RuntimeError("the warm trainer server did not start (exit code 1)")
+
+        monkeypatch.setattr(warm_trainer, "warm_up", broken)
+        result, logs = materialize(instance, trains_unwarmed())
+    assert result.success  # only a speed-up: training would start the server again, and fail there
+    assert "the warm trainer server did not start (the warm trainer server did not start (exit code 1)); training will try again" in logs
