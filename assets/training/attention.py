@@ -18,8 +18,8 @@ does not know, transformers builds no mask at all, so the segments come from `po
 rows) or each row is one example (right-padded rows, collate_rows). Training only: no KV cache.
 Plain causal attention only: a model whose attention soft-caps its scores (Gemma 2), has attention
 sinks, or a sliding window shorter than the longest example keeps the attention transformers chose
-(`supports`: SDPA, or eager for Gemma 2), and the
-function refuses those arguments should one reach it anyway.
+(`supports`: SDPA, or eager for Gemma 2), and the function refuses those arguments should one reach
+it anyway.
 
 Pure: no dagster; torch imported inside.
 """

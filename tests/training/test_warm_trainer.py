@@ -70,22 +70,24 @@ def test_trainers_are_forked_from_one_warm_server_and_report_through_pipes(tiny_
         assert not psutil.pid_exists(trainer) or psutil.Process(trainer).status() == psutil.STATUS_ZOMBIE
 
 
-def kill_when_checkpointed(checkpoints, instance, killed: list) -> None:
-    """SIGKILL the trainer (named in the run log) once it wrote its first checkpoint."""
+def act_when_training(instance, ready, act, acted: list) -> None:
+    """Poll the latest run's log until a trainer was forked and `ready(lines)` holds, then call
+    `act(trainer pid)` once and record the pid in `acted`."""
     deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and not killed:
-        lines = [r.event_log_entry.message or "" for r in instance.get_records_for_run(run_id=_latest_run(instance)).records] if _latest_run(instance) else []
+    while time.monotonic() < deadline and not acted:
+        runs = instance.get_runs(limit=1)
+        lines = [r.event_log_entry.message or "" for r in instance.get_records_for_run(run_id=runs[0].run_id).records] if runs else []
         forked = [m for m in lines if "forked from the warm trainer server" in m]
-        if forked and list(checkpoints.glob("step-*")):
+        if forked and ready(lines):
             pid, _ = forked_pids(forked)
-            os.kill(pid, signal.SIGKILL)
-            killed.append(pid)
+            act(pid)
+            acted.append(pid)
         time.sleep(0.01)
 
 
-def _latest_run(instance):
-    runs = instance.get_runs(limit=1)
-    return runs[0].run_id if runs else None
+def kill_when_checkpointed(checkpoints, instance, killed: list) -> None:
+    """SIGKILL the trainer (named in the run log) once it wrote its first checkpoint."""
+    act_when_training(instance, lambda _: bool(list(checkpoints.glob("step-*"))), lambda pid: os.kill(pid, signal.SIGKILL), killed)
 
 
 def test_a_killed_trainer_fails_its_step_retriably_and_the_next_run_resumes(tiny_base, tmp_path, data):
@@ -147,16 +149,8 @@ def test_the_cold_launcher_stays_available():
 
 
 def interrupt_when_training(instance, sent: list) -> None:
-    """Once a trainer is forked, send this process SIGINT: what Dagster turns into an interrupted step."""
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and not sent:
-        run = _latest_run(instance)
-        lines = [r.event_log_entry.message or "" for r in instance.get_records_for_run(run_id=run).records] if run else []
-        forked = [m for m in lines if "forked from the warm trainer server" in m]
-        if forked and any(m.startswith("step ") for m in lines):
-            sent.append(forked_pids(forked)[0])
-            os.kill(os.getpid(), signal.SIGINT)
-        time.sleep(0.01)
+    """Once a trainer logs a step, send this process SIGINT: what Dagster turns into an interrupted step."""
+    act_when_training(instance, lambda lines: any(m.startswith("step ") for m in lines), lambda _: os.kill(os.getpid(), signal.SIGINT), sent)
 
 
 def test_an_interrupted_step_stops_its_trainer(tiny_base, tmp_path, data):
