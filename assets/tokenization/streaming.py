@@ -27,6 +27,9 @@ from assets.settings.tokenization import TokenizationConfig
 from assets.tokenization.tokenizing import _QUANTILES, REJECTED_SCHEMA, split_of
 
 CHUNK_ROWS = 1000  # rows per task: ~1 MB of text, big enough to amortise a task's overhead
+# ...and at most this much text per task (one row at least): a worker holds ~100 bytes per token of
+# a chunk while encoding it, so 1000 long documents (max_chars 50,000 each) would need gigabytes.
+CHUNK_BYTES = 2**20
 SERIAL_ROWS = 5000  # below this many rows a pool costs more to start (~3 s a worker) than it saves
 MAX_WORKERS = 8  # past a few processes the parent's writing and the disk become the limit
 IN_FLIGHT_PER_WORKER = 2  # chunks queued per worker: keeps them busy, bounds what is held in memory
@@ -130,7 +133,19 @@ def encode_chunk(tokenizer: Any, fmt: Any, batch: Any, config: TokenizationConfi
             pa.array([columns["line"][r] for r in rows], pa.int64()),
         ], schema=dataset_schema() if schema is None else schema)
     text_bytes = sum(len(c.encode()) for row in contents for c in row)
-    return Chunk(batches, {name: np.array(values) for name, values in profile.items()}, rejected, counts, len(kinds), text_bytes)
+    return Chunk(batches, compact_profile(profile), rejected, counts, len(kinds), text_bytes)
+
+
+# The profile is the one thing the parent keeps per example; at these widths it is 11 bytes each
+# (a '<U5' split and int64 counts made it 46: ~130 MB more per GB of text), widened in Totals.finish.
+PROFILE_DTYPES = {"split": np.int8, "length": np.int32, "supervised_tokens": np.int32, "truncated": np.bool_, "kept": np.bool_}
+
+
+def compact_profile(profile: dict[str, list]) -> dict[str, np.ndarray]:
+    """The profile lists of a chunk as narrow arrays, the split as its index in SPLITS."""
+    codes = {split: code for code, split in enumerate(SPLITS)}
+    columns = {**profile, "split": [codes[split] for split in profile["split"]]}
+    return {name: np.array(values, dtype=PROFILE_DTYPES[name]) for name, values in columns.items()}
 
 
 def dataset_features() -> Any:
@@ -209,17 +224,21 @@ class Streamed:
 
 
 def stream_tokenize(rows: Path, tokenizer_dir: Path, config: TokenizationConfig, out: Path, *, workers: int | None = None,
-                    log: Callable[[str], None] | None = None, chunk_rows: int = CHUNK_ROWS) -> Streamed:
+                    log: Callable[[str], None] | None = None, chunk_rows: int = CHUNK_ROWS, chunk_bytes: int = CHUNK_BYTES) -> Streamed:
     """Tokenize the clean corpus `rows` (parquet) into `out`/train and `out`/eval (load_from_disk
     layout). `workers`: processes (default: one per available core, 1 = in this process; a small
     corpus always runs here). Raises ValueError when a split would be empty."""
     import pyarrow.parquet as pq
 
     config = TokenizationConfig(**config.model_dump())  # plain settings travel to the workers
-    source = pq.ParquetFile(rows)
+    # pre_buffer=False: with pyarrow's default, a whole-file iter_batches keeps every column chunk it
+    # pre-buffered until the file is closed (measured: 69 MB live at the end of 200 MB of text, 20 MB
+    # at 50 MB; 6 MB peak without), so the parent grew with the corpus.
+    source = pq.ParquetFile(rows, pre_buffer=False)
     total = source.metadata.num_rows
     count = worker_count(workers, total)
-    batches = source.iter_batches(batch_size=chunk_rows, columns=[c for c in READ_COLUMNS if c in source.schema_arrow.names])
+    batches = by_text_bytes(source.iter_batches(batch_size=chunk_rows, columns=[c for c in READ_COLUMNS if c in source.schema_arrow.names]),
+                            chunk_bytes)
     writers = {split: DatasetWriter(out / split) for split in SPLITS}
     totals, progress = Totals(), Progress(total, count, log)
     for number, chunk in enumerate(_encoded(batches, Path(tokenizer_dir), config, count), 1):
@@ -235,6 +254,24 @@ def stream_tokenize(rows: Path, tokenizer_dir: Path, config: TokenizationConfig,
     progress.done(totals)
     stats, profile, rejected = totals.finish()
     return Streamed(stats, profile, rejected, count)
+
+
+def by_text_bytes(batches: Iterator[Any], limit: int) -> Iterator[Any]:
+    """Each record batch cut into slices of at most `limit` bytes of `contents` text (a row longer
+    than that alone)."""
+    import pyarrow.compute as pc
+
+    for batch in batches:
+        contents = batch.column("contents")
+        lengths = pc.binary_length(contents.flatten()).to_numpy(zero_copy_only=False).astype(np.int64)
+        offsets = contents.offsets.to_numpy()  # into the values, also for a slice of a larger array
+        ends = np.concatenate([[0], np.cumsum(lengths)])[offsets - offsets[0]]  # text bytes before each row
+        start = 0
+        while start < batch.num_rows:
+            # The last row whose end is within `limit` of this slice's start; at least one row.
+            stop = max(start + 1, int(np.searchsorted(ends, ends[start] + limit, side="right")) - 1)
+            yield batch.slice(start, stop - start)
+            start = stop
 
 
 def worker_count(requested: int | None, rows: int) -> int:
@@ -359,9 +396,11 @@ class Totals:
 
     def finish(self) -> tuple[dict[str, float | int], pl.DataFrame, pl.DataFrame]:
         """(stats, profile, rejected); ValueError when a split holds no example."""
-        columns = {name: np.concatenate(parts) if parts else np.zeros(0) for name, parts in self.profile.items()}
-        frame = pl.DataFrame({name: columns[name] for name in (*PROFILE_SCHEMA, "kept")},
-                             schema=PROFILE_SCHEMA | {"kept": pl.Boolean})
+        columns = {name: np.concatenate(parts) if parts else np.zeros(0, PROFILE_DTYPES[name]) for name, parts in self.profile.items()}
+        frame = pl.DataFrame({name: columns.pop(name) for name in (*PROFILE_SCHEMA, "kept")}).with_columns(
+            pl.col("split").replace_strict(dict(enumerate(SPLITS)), return_dtype=pl.String),
+            *(pl.col(name).cast(dtype) for name, dtype in PROFILE_SCHEMA.items() if name != "split"))
+        self.profile = {name: [] for name in self.profile}  # the chunks' arrays, now in the frame
         kept = frame.filter(pl.col("kept"))
         per_split = {split: kept.filter(pl.col("split") == split) for split in SPLITS}
         if not per_split["eval"].height or not per_split["train"].height:

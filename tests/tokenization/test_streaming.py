@@ -157,6 +157,31 @@ def test_stream_tokenize_writes_what_load_from_disk_reads_chunk_by_chunk(tmp_pat
     assert lines[0].startswith("tokenizing 409 rows") and lines[-1].startswith("tokenized 409 rows")
 
 
+def test_chunks_are_bounded_by_text_bytes_as_well_as_rows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Long documents: a chunk holds at most chunk_bytes of text (a longer row alone), so a worker's
+    memory does not grow with the rows' length; the result is still the per-row path's."""
+    build_tokenizer().save_pretrained(tmp_path / "tok")
+    rng = random.Random(7)
+    rows = [("text", ["text"], [" ".join(samples._note(rng)["text"] for _ in range(rng.choice((5, 40, 200))))]) for _ in range(60)]
+    clean = frame(rows + sample_rows(40, seed=8))
+    clean.write_parquet(tmp_path / "rows.parquet")
+    sizes: list[tuple[int, int]] = []
+    original = streaming.encode_chunk
+
+    def spy(tok, fmt, batch, *rest):
+        sizes.append((batch.num_rows, sum(len(c.encode()) for row in batch.column("contents").to_pylist() for c in row)))
+        return original(tok, fmt, batch, *rest)
+
+    monkeypatch.setattr(streaming, "encode_chunk", spy)
+    config = TokenizationConfig(max_seq_len=256)
+    result = stream_tokenize(tmp_path / "rows.parquet", tmp_path / "tok", config, tmp_path / "out", chunk_bytes=40_000)
+    longest = max(sum(len(c.encode()) for c in contents) for _, _, contents in rows)
+    assert longest > 40_000 and sum(n for n, _ in sizes) == clean.height and len(sizes) > 10
+    assert all(size <= 40_000 or n == 1 for n, size in sizes) and any(n == 1 and size > 40_000 for n, size in sizes)
+    reference = tokenize_corpus_per_row(clean, load_tokenizer(tmp_path / "tok"), config)
+    assert result.stats == reference.stats and result.profile.equals(reference.profile)
+
+
 def test_an_empty_split_is_refused_with_the_reason(tmp_path: Path) -> None:
     build_tokenizer().save_pretrained(tmp_path / "tok")
     frame([("chat", ["user"], ["Only a question"]), ("text", ["text"], ["One document."])]).write_parquet(tmp_path / "rows.parquet")
