@@ -26,6 +26,7 @@ import json
 import os
 import random
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -301,9 +302,12 @@ def main() -> None:
         out = Path(tempfile.mkdtemp(prefix="out-", dir=workdir))
         # The family tokenizer's line runs on the smaller corpus (--family-on-small): the same code, half the wait.
         corpus, size_mb = (small, small_mb) if number and args.family_on_small else (big, texts_mb(big))
-        raw = _spawn("raw", corpus, tokenizer_dir, out)
-        new = _spawn("new", corpus, tokenizer_dir, out / "new", workers=args.workers)
-        old = None if args.no_old else _spawn("old", small, tokenizer_dir, out / "old")
+        try:
+            raw = _spawn("raw", corpus, tokenizer_dir, out)
+            new = _spawn("new", corpus, tokenizer_dir, out / "new", workers=args.workers)
+            old = None if args.no_old else _spawn("old", small, tokenizer_dir, out / "old")
+        finally:
+            shutil.rmtree(out, ignore_errors=True)  # the datasets written: several GB at --size-mb 1000
         raw_rate, new_rate = raw["texts_mb"] / raw["seconds"], size_mb / new["seconds"]
         print(f"\ntokenizer: {label}; max_seq_len {MAX_SEQ_LEN}")
         print(f"  texts: {size_mb:.1f} MB ({new['stats']['rows']} rows, {new['stats']['train_examples'] + new['stats']['eval_examples']} examples)")

@@ -21,7 +21,7 @@ Pure: no dagster, no torch.
 import math
 import re
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from typing import Any
 
 # Unicode letter or digit runs: `[^\W_]` is \w without the underscore, as rouge-score's [a-z0-9].
@@ -79,6 +79,11 @@ class TaskScores:
 
     def numbers(self) -> dict[str, float | int]:
         """The metadata numbers; only `task_examples` (0) when nothing was scored."""
+        return dict(self._numbers)
+
+    @cached_property
+    def _numbers(self) -> dict[str, float | int]:
+        # Computed once: the asset reads them three times, and ROUGE-L is a word-level LCS in Python.
         if not self.samples:
             return {"task_examples": 0}
         return {
