@@ -56,7 +56,8 @@ def tokenize_corpus(clean: pl.DataFrame, tokenizer: Any, config: TokenizationCon
     import datasets
     import pyarrow as pa
 
-    from assets.tokenization.streaming import CHUNK_ROWS, Totals, dataset_features, encode_chunk
+    from assets.tokenization.streaming import CHUNK_ROWS, dataset_features, encode_chunk
+    from assets.tokenization.totals import Totals
 
     fmt = fmt or chat_format(tokenizer)
     totals, batches = Totals(), {"train": [], "eval": []}
