@@ -27,8 +27,8 @@ from assets.tokenization.tokenizing import REJECTED_SCHEMA, split_of
 from assets.tokenization.totals import COUNTS, PROFILE_SCHEMA, SPLITS, Progress, Totals, compact_profile
 
 CHUNK_ROWS = 1000  # rows per task: ~1 MB of text, big enough to amortise a task's overhead
-# ...and at most this much text per task (one row at least): a worker holds ~100 bytes per token of
-# a chunk while encoding it, so 1000 long documents (max_chars 50,000 each) would need gigabytes.
+# ...and at most this much text per task (one row at least): a worker holds ~140 bytes per byte of text
+# of its chunk while encoding it, so 1000 long documents (max_chars 50,000 each) would need gigabytes.
 CHUNK_BYTES = 2 * 2**20
 SERIAL_ROWS = 5000  # below this many rows a pool costs more to start (~3 s a worker) than it saves
 MAX_WORKERS = 8  # past a few processes the parent's writing and the disk become the limit
