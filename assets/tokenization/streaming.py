@@ -247,7 +247,7 @@ def by_text_bytes(batches: Iterator[Any], limit: int) -> Iterator[Any]:
 
     for batch in batches:
         contents = batch.column("contents")
-        lengths = pc.binary_length(contents.flatten()).to_numpy(zero_copy_only=False).astype(np.int64)
+        lengths = pc.fill_null(pc.binary_length(contents.flatten()), 0).to_numpy(zero_copy_only=False).astype(np.int64)
         offsets = contents.offsets.to_numpy()  # into the values, also for a slice of a larger array
         ends = np.concatenate([[0], np.cumsum(lengths)])[offsets - offsets[0]]  # text bytes before each row
         start = 0

@@ -81,18 +81,22 @@ def _accept(listener: socket.socket, alive_fd: int) -> None:
 
 def _receive(connection: socket.socket) -> tuple[dict, list[int]]:
     data, fds = b"", []
-    while not data.endswith(b"\n"):
-        chunk, received, _, _ = socket.recv_fds(connection, 65536, 4)
-        if not chunk:
-            raise ValueError("the client closed the connection before the end of its request")
-        data, fds = data + chunk, fds + list(received)
-        if len(data) > MAX_MESSAGE:
-            raise ValueError(f"a request over {MAX_MESSAGE} bytes")
-    message = json.loads(data)
-    if len(fds) != 2 or not isinstance(message, dict) or not {"request", "env", "cwd"} <= message.keys():
-        for fd in fds:
+    try:
+        while not data.endswith(b"\n"):
+            chunk, received, _, _ = socket.recv_fds(connection, 65536, 4)
+            fds += received
+            if not chunk:
+                raise ValueError("the client closed the connection before the end of its request")
+            data += chunk
+            if len(data) > MAX_MESSAGE:
+                raise ValueError(f"a request over {MAX_MESSAGE} bytes")
+        message = json.loads(data)
+        if len(fds) != 2 or not isinstance(message, dict) or not {"request", "env", "cwd"} <= message.keys():
+            raise ValueError("a request needs 'request', 'env', 'cwd' and two descriptors (stdout, stderr)")
+    except (OSError, ValueError):
+        for fd in fds:  # whatever arrived with a request refused, so the server does not collect them
             os.close(fd)
-        raise ValueError("a request needs 'request', 'env', 'cwd' and two descriptors (stdout, stderr)")
+        raise
     return message, fds
 
 
