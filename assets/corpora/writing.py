@@ -18,7 +18,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from assets.common.memory import return_freed_memory
+from assets.common.memory import returning_freed_memory
 from assets.common.personal_data import scrub_report_text
 from assets.corpora.decoding import SNIPPET_CHARS
 from assets.corpora.readers import read_domain
@@ -40,9 +40,8 @@ def write_domain(domain_dir: Path, out_dir: Path, landing_root: Path | None = No
     """Read `domain_dir` into `out_dir`/rows.parquet (ROW_SCHEMA) and quarantine.parquet
     (QUARANTINE_SCHEMA), streaming both. With `scrub_pii`, personal data in the quarantine's
     reasons and snippets is replaced before it is written (see pii.scrub_report_text)."""
-    return_freed_memory()
     out_dir = Path(out_dir)
-    with tempfile.TemporaryDirectory(prefix=".spool-", dir=out_dir) as spool, \
+    with returning_freed_memory(), tempfile.TemporaryDirectory(prefix=".spool-", dir=out_dir) as spool, \
             _ParquetOutput(out_dir, Path(spool), scrub_pii) as output:
         result = read_domain(domain_dir, landing_root, output, spool_dir=Path(spool))
     preview = frame(output.preview, QUARANTINE_SCHEMA)

@@ -25,7 +25,7 @@ import numpy as np
 import polars as pl
 import pyarrow.parquet as pq
 
-from assets.common.memory import return_freed_memory
+from assets.common.memory import returning_freed_memory
 from assets.quality.language import language_column
 from assets.quality.near_dups import SIGNATURE_BYTES, cluster_signatures, signatures
 from assets.quality.pii import scrub
@@ -111,7 +111,6 @@ def clean_corpus(raw: pl.DataFrame, config: CleaningConfig) -> CleaningResult:
 
 def clean_parquet(rows_path: Path, clean_path: Path, filtered_path: Path, config: CleaningConfig) -> CleaningSummary:
     """Clean a `rows.parquet` written in landing order into two parquet files, streaming."""
-    return_freed_memory()
     writers: dict[Path, pq.ParquetWriter] = {}
 
     def write(clean: pl.DataFrame, filtered: pl.DataFrame) -> None:
@@ -121,13 +120,14 @@ def clean_parquet(rows_path: Path, clean_path: Path, filtered_path: Path, config
                 writers[path] = pq.ParquetWriter(path, table.schema, compression="zstd")
             writers[path].write_table(table.cast(writers[path].schema), row_group_size=config.batch_rows)
 
-    try:
-        summary = _run(pl.scan_parquet(rows_path), config, write, spool_under=clean_path.parent)
-        if clean_path not in writers or filtered_path not in writers:  # an empty side still gets its schema
-            write(*_empty_outputs(pl.read_parquet(rows_path, n_rows=0), config))
-    finally:
-        for writer in writers.values():
-            writer.close()
+    with returning_freed_memory():
+        try:
+            summary = _run(pl.scan_parquet(rows_path), config, write, spool_under=clean_path.parent)
+            if clean_path not in writers or filtered_path not in writers:  # an empty side still gets its schema
+                write(*_empty_outputs(pl.read_parquet(rows_path, n_rows=0), config))
+        finally:
+            for writer in writers.values():
+                writer.close()
     return summary
 
 

@@ -10,11 +10,13 @@ by hand, log to stderr. Imports `dagster_pipes` (the small dependency-free clien
 import os
 import sys
 
+from assets.common.memory import reuse_freed_memory
 from assets.training.worker import log_to_stderr, read_request, run_request
 
 
 def main(request_path: str) -> None:
     request = read_request(request_path)
+    reuse_freed_memory()  # every step allocates and frees activations of a few MB (assets/common/memory.py)
     if int(os.environ.get("RANK", "0")) != 0:
         run_request(request, log_to_stderr)
         return
