@@ -27,15 +27,21 @@ STREAMING = ((_M_MMAP_THRESHOLD, 1 << 20), (_M_ARENA_MAX, 2))
 COMPUTE = ((_M_MMAP_THRESHOLD, 32 << 20), (_M_TRIM_THRESHOLD, 64 << 20))
 
 
+_streaming = 0  # how many returning_freed_memory blocks are open: the outermost one restores
+
+
 @contextmanager
 def returning_freed_memory() -> Iterator[bool]:
     """For a streaming step: freed blocks of 1 MB and more go back to the system, then the compute
     setting. Yields False (and changes nothing) where glibc is not the allocator."""
+    global _streaming
     tuned = _mallopt(STREAMING)
+    _streaming += 1
     try:
         yield tuned
     finally:
-        if tuned:
+        _streaming -= 1
+        if tuned and not _streaming:
             _mallopt(COMPUTE)
 
 

@@ -25,7 +25,9 @@ CHURN = textwrap.dedent("""
 
     np.ones(1, dtype=np.uint8)  # numpy's own first-use allocations
     with returning_freed_memory() as tuned:  # first: the heap has no free 3 MB block to serve them from
-        streaming = churn()
+        with returning_freed_memory():  # a streaming helper inside a streaming step
+            pass
+        streaming = churn()  # still streaming: the inner block's end did not restore
     print(tuned, streaming, churn())
 """)
 
