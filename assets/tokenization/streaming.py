@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from assets.common.memory import release_freed_memory
 from assets.settings.tokenization import TokenizationConfig
 from assets.tokenization.tokenizing import REJECTED_SCHEMA, split_of
 from assets.tokenization.totals import COUNTS, PROFILE_SCHEMA, SPLITS, Progress, Totals, compact_profile
@@ -331,28 +332,3 @@ def _work(batch: Any, config: TokenizationConfig, schema: Any) -> Chunk:
     chunk = encode_chunk(_WORKER["tokenizer"], _WORKER["fmt"], batch, config, schema)
     release_freed_memory()
     return chunk
-
-
-def release_freed_memory() -> None:
-    """Give memory freed by Python and the Rust tokenizer back to the OS (glibc's malloc_trim).
-
-    glibc keeps freed heap and the arenas of other threads (the pool's result thread unpickles
-    every chunk in its own) for reuse, and fragmentation leaves them mostly unreusable: measured in
-    the parent on 200 MB of text, RSS climbed 365 -> 470 MB while live Python objects (tracemalloc)
-    stayed at 68 MB and Arrow's pool at 35 MB; one malloc_trim(0) took it back to 355 MB. A trim
-    costs about a millisecond; elsewhere than glibc it does nothing."""
-    global _LIBC
-    if _LIBC is None:
-        import ctypes
-        import ctypes.util
-
-        try:
-            libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-            _LIBC = libc if hasattr(libc, "malloc_trim") else False
-        except OSError:
-            _LIBC = False
-    if _LIBC:
-        _LIBC.malloc_trim(0)
-
-
-_LIBC: Any = None  # glibc, once looked up (False where there is no malloc_trim)
