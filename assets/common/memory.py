@@ -28,7 +28,6 @@ _M_ARENA_MAX = -8
 STREAMING = ((_M_MMAP_THRESHOLD, 1 << 20), (_M_ARENA_MAX, 2))
 COMPUTE = ((_M_MMAP_THRESHOLD, 32 << 20), (_M_TRIM_THRESHOLD, 64 << 20))
 
-
 _streaming = 0  # how many returning_freed_memory blocks are open: the outermost one restores
 
 
@@ -69,6 +68,7 @@ def _mallopt(settings: tuple[tuple[int, int], ...]) -> bool:
     libc = _glibc()
     if libc is None or not hasattr(libc, "mallopt"):  # musl and others have no mallopt
         return False
+    # A list, not a generator: every option is set even when an earlier one is refused.
     return all([bool(libc.mallopt(option, value)) for option, value in settings])
 
 
